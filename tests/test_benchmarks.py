@@ -437,3 +437,15 @@ def test_as_one_based_round_trip():
   boxes = np.array([[9.0, 4.0, 8.0, 6.0]])
   np.testing.assert_array_equal(benchmarks.as_one_based(boxes),
                                 [[10, 5, 8, 6]])
+
+
+def test_otb_folder_without_ground_truth(otb_root):
+  (otb_root / "Beta" / "groundtruth_rect.txt").unlink()
+  with pytest.raises(BenchmarkError, match=r"\[otb\] sequence 'Beta': no "
+                     "groundtruth_rect.txt .* in .*Beta"):
+    load_benchmark("otb", otb_root)
+  assert [s.name for s in load_benchmark("otb", otb_root,
+                                         sequences=["Alpha"])] == ["Alpha"]
+  (otb_root / "Delta").mkdir()
+  with pytest.raises(BenchmarkError, match=r"'Delta': no img/ folder in "):
+    load_benchmark("otb", otb_root, sequences=["Delta"])

@@ -257,8 +257,8 @@ def _check_count(benchmark, sequence, gt_path, num_rows, num_frames, what):
 
 def _check_initial_box(benchmark, sequence, box, gt_path, line):
   if not np.all(np.isfinite(box)) or box[2] <= 0 or box[3] <= 0:
-    _fail(benchmark, f"initial box {box.tolist()} in {gt_path} (line {line}) is "
-          "NaN or has a non-positive size", sequence)
+    _fail(benchmark, f"initial box {box.tolist()} in {gt_path} (line {line})"
+          " is NaN or has a non-positive size", sequence)
 
 
 def _to_zero_based(boxes, one_based):
@@ -293,8 +293,9 @@ def _numbered_frames(benchmark, sequence, folder, start, end, digits, ext):
   names = [f"{i:0{digits}d}.{ext}" for i in range(start, end + 1)]
   for number, fname in zip(range(start, end + 1), names):
     if fname not in present:
-      _fail(benchmark, f"missing frame {number} ({os.path.join(folder, fname)});"
-            f" the benchmark uses frames {start}-{end}", sequence)
+      _fail(benchmark, f"missing frame {number} "
+            f"({os.path.join(folder, fname)}); the benchmark uses frames "
+            f"{start}-{end}", sequence)
   return [os.path.join(folder, n) for n in names]
 
 
@@ -365,16 +366,18 @@ def _load_otb(root, split, wanted):
                    key=natural_key)
   entries = {}
   for folder in folders:
-    for suffix, gt_path in _otb_gt_files(os.path.join(root, folder)):
+    gt_files = _otb_gt_files(os.path.join(root, folder))
+    if not gt_files and (wanted is None or folder in wanted):
+      _fail(bench, "no groundtruth_rect.txt (or non-empty groundtruth_rect.k"
+            f".txt) in {os.path.join(root, folder)}", folder)
+    for suffix, gt_path in gt_files:
       entries[folder + suffix] = (folder, gt_path)
-  if wanted is not None:
-    for name in wanted:
-      if name not in entries and not os.path.isdir(os.path.join(root, name)):
-        _fail(bench, f"missing sequence folder {os.path.join(root, name)}",
-              name)
-      if name not in entries:
-        _fail(bench, "no groundtruth_rect.txt in "
-              f"{os.path.join(root, name)} (or no img/ folder)", name)
+  for name in wanted or ():
+    seq_dir = os.path.join(root, name)
+    if name not in entries and not os.path.isdir(seq_dir):
+      _fail(bench, f"missing sequence folder {seq_dir}", name)
+    if name not in entries and not os.path.isdir(os.path.join(seq_dir, "img")):
+      _fail(bench, f"no img/ folder in {seq_dir}", name)
   names = _select(bench, entries, wanted)
   out = []
   for name in names:
