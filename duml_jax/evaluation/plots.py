@@ -1,0 +1,92 @@
+"""Success / precision / EAO plots of several trackers from a report (PNG).
+
+Uses matplotlib's Agg backend through an explicit Figure (no pyplot state).
+Trackers are sorted by their headline score, which is printed in the legend,
+as got10k's ``plot_curves`` does.
+"""
+import os
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+import numpy as np
+
+from duml_jax.evaluation import metrics
+from duml_jax.evaluation import writers
+
+
+def plot_curves(trackers, curve_key, score_key, thresholds, path, *, title,
+                xlabel, ylabel, score_scale=1.0):
+  """One line per tracker of ``trackers[name][curve_key]``; returns `path`.
+
+  Args:
+    trackers: the report's {tracker: results} dict.
+    curve_key: key of the curve (a list) in each tracker's results.
+    score_key: key of the number shown in the legend and used for sorting.
+    thresholds: x values of the curve.
+    path: PNG file to write.
+    title, xlabel, ylabel: labels.
+    score_scale: factor applied to the legend score.
+  """
+  names = sorted((n for n in trackers if curve_key in trackers[n]),
+                 key=lambda n: -float(trackers[n][score_key]))
+  if not names:
+    raise ValueError(f"no tracker has a {curve_key!r} curve")
+  fig = Figure(figsize=(6, 4.5))
+  FigureCanvasAgg(fig)
+  ax = fig.add_subplot(1, 1, 1)
+  styles = ["-", "--", "-.", ":"]
+  for i, name in enumerate(names):
+    curve = np.asarray(trackers[name][curve_key], np.float64)
+    ax.plot(np.asarray(thresholds)[:len(curve)], curve,
+            styles[(i // 10) % len(styles)], linewidth=1.5,
+            label=f"{name} [{score_scale * trackers[name][score_key]:.3f}]")
+  ax.set(title=title, xlabel=xlabel, ylabel=ylabel,
+         xlim=(float(np.min(thresholds)), float(np.max(thresholds))),
+         ylim=(0.0, 1.0))
+  ax.grid(True, alpha=0.4)
+  ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=150, bbox_inches="tight")
+  return path
+
+
+def save_plots(report, out_dir):
+  """Writes the plots suited to the report's benchmark; returns their paths.
+
+  One-pass: ``success_plot.png``, ``precision_plot.png``,
+  ``norm_precision_plot.png``; GOT-10k: ``success_plot.png``; VOT:
+  ``eao_curve.png``.
+  """
+  bench = report["benchmark"]
+  trackers = report["trackers"]
+  layout = writers.benchmark_format(bench).layout
+  path = lambda f: os.path.join(out_dir, f)  # pylint: disable=unnecessary-lambda-assignment
+  if layout == writers.ONE_PASS:
+    return [
+        plot_curves(trackers, "success_curve", "auc",
+                    metrics.SUCCESS_THRESHOLDS, path("success_plot.png"),
+                    title=f"Success plots of OPE on {bench}",
+                    xlabel="Overlap threshold", ylabel="Success rate"),
+        plot_curves(trackers, "precision_curve", "precision",
+                    metrics.PRECISION_THRESHOLDS, path("precision_plot.png"),
+                    title=f"Precision plots of OPE on {bench}",
+                    xlabel="Location error threshold (px)",
+                    ylabel="Precision"),
+        plot_curves(trackers, "norm_precision_curve", "norm_precision",
+                    metrics.NORM_PRECISION_THRESHOLDS,
+                    path("norm_precision_plot.png"),
+                    title=f"Normalized precision plots of OPE on {bench}",
+                    xlabel="Normalized location error threshold",
+                    ylabel="Normalized precision"),
+    ]
+  if layout == writers.GOT10K:
+    return [plot_curves(trackers, "success_curve", "ao",
+                        metrics.GOT10K_THRESHOLDS, path("success_plot.png"),
+                        title=f"Success plots on {bench}",
+                        xlabel="Overlap threshold", ylabel="Success rate")]
+  longest = max(len(t["eao_curve"]) for t in trackers.values())
+  return [plot_curves(trackers, "eao_curve", "eao", np.arange(longest),
+                      path("eao_curve.png"),
+                      title=f"Expected overlap curves on {bench}",
+                      xlabel="Sequence length (frames)",
+                      ylabel="Expected average overlap")]
