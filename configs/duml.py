@@ -1,0 +1,241 @@
+"""DuML configs: the paper's recipe, every localization form, and CPU-sized variants.
+
+Use from the command line as ``--config=configs/duml.py:ARG`` where ARG is a
+comma-separated list: an optional preset first, then ``key=value`` overrides
+of the *form* (the same keys can also be set with ``--config.model.KEY=...``):
+
+  paper                       ResNet-50, DuML = OFC-5s + ONR, mu 0.8, voting
+  tiny                        tiny CNN, synthetic data, trains on a laptop CPU
+  resnet18                    paper recipe on ResNet-18
+  paper,offline=OFR,online=none      the OFR uni-modal form (Table 2)
+  tiny,offline=OFC-5s,online=ONC-1s  any pairing (Table 3)
+  paper,voting=0                     score voting off (Table 4)
+  paper,mu=0.7                       fusion weight (Figure 4)
+
+Preset names for the paper's forms are also accepted directly, e.g.
+``ofc5s``, ``onr``, ``ofr+onc5s``, ``duml`` (= ``paper``), optionally with a
+``tiny-`` prefix (``tiny-onr``). Values derived from the form (number of
+anchors, which heads exist) are computed when the model is built, never here,
+so command-line overrides cannot leave them stale.
+"""
+import ml_collections
+
+from duml_jax import config_lib
+from duml_jax.data import pipeline as data_pipeline
+from duml_jax.training import optim
+
+PRESETS = ("paper", "duml", "tiny", "resnet18")
+
+# Short names of the paper's forms (Tables 2-3): "<offline>+<online>".
+_SHORT = {"ofr": "OFR", "ofc1s": "OFC-1s", "ofc5s": "OFC-5s",
+          "onr": "ONR", "onc1s": "ONC-1s", "onc5s": "ONC-5s"}
+
+
+def _model_config():
+  m = ml_collections.ConfigDict()
+  m.backbone = "resnet50"          # resnet50 | resnet18 | tiny
+  m.pretrained = ""                # dir written by duml_jax.convert.torch_resnet
+  m.frozen_bn = False              # backbone BN always in inference mode
+  m.neck_channels = 256
+  m.offline = "OFC-5s"             # none | OFR | OFC-1s | OFC-5s
+  m.online = "ONR"                 # none | ONR | ONC-1s | ONC-5s
+  m.exemplar_size = 127
+  m.search_size = 255
+  m.stride = 8
+  m.anchor_ratios = (0.33, 0.5, 1.0, 2.0, 3.0)   # for the "-5s" forms
+  m.anchor_scales = (8.0,)
+  m.remat_heads = False
+  on = ml_collections.ConfigDict()
+  on.feature_dim = 256             # online feature channels after fusion
+  on.filter_size = 5               # phi is filter_size^2 x feature_dim x A
+  on.train_iters = 5               # inner SD-GN steps in training (DiMP: 5)
+  on.num_dist_bins = 100           # triangular basis functions
+  on.bin_displacement = 0.2        # in feature cells (stride 8)
+  on.label_sigma = 2.0             # Gaussian label sigma, feature cells
+  on.mask_init_factor = 3.0
+  on.mask_init_radius = 4.0        # cells where the init mask crosses 0.5
+  on.init_step_length = 1.0
+  on.init_filter_reg = 0.1
+  on.min_filter_reg = 1e-3
+  on.checkpoint_steps = False      # jax.checkpoint each inner step
+  m.online_cfg = on
+  return m
+
+
+def _tracking_config():
+  t = ml_collections.ConfigDict()
+  t.mu = 0.8                       # Eq. 1 fusion weight
+  t.score_voting = True            # Eq. 4-5
+  t.voting_sigma = 0.0025
+  t.voting_eps = 0.01
+  t.context_amount = 0.5
+  t.search_size = 255              # 319 for NFS / UAV123 / LaSOT (Appendix A)
+  t.penalty_k = 0.05
+  t.window_influence = 0.42
+  t.lr = 0.38
+  t.min_size = 10.0
+  # Online branch (Appendix A, DiMP semantics for the memory weights).
+  t.memory_size = 50
+  t.num_init_samples = 10          # fixed memory part: augmented first frame
+  t.init_iters = 10
+  t.update_every = 20
+  t.update_iters = 2
+  t.update_lr = 0.1                # weight of a new sample in the memory
+  t.distractor_iters = 1
+  t.distractor_lr = 0.2
+  t.init_samples_min_weight = 0.25
+  t.not_found_threshold = 0.25     # target judged lost below this peak
+  t.distractor_threshold = 0.5     # 2nd peak / 1st peak ratio
+  t.distractor_window = 2.2        # x target size, suppressed around peak 1
+  # Per-benchmark overrides applied by evaluate.py (pysot / paper values).
+  t.benchmarks = ml_collections.ConfigDict({
+      "otb": {"penalty_k": 0.24, "window_influence": 0.5, "lr": 0.25},
+      "otb2015": {"penalty_k": 0.24, "window_influence": 0.5, "lr": 0.25},
+      "vot2018": {"penalty_k": 0.05, "window_influence": 0.42, "lr": 0.38},
+      "vot2019": {"penalty_k": 0.05, "window_influence": 0.42, "lr": 0.38},
+      "nfs30": {"search_size": 319},
+      "uav123": {"search_size": 319},
+      "lasot": {"search_size": 319},
+      "trackingnet": {},
+      "got10k": {},
+  })
+  return t
+
+
+def _loss_config():
+  l = ml_collections.ConfigDict()
+  l.w_online = 1.0                 # Eq. 6, lambda_r (hinge loss, Section 4)
+  l.w_offline = 10.0               # lambda_a (focal loss)
+  l.w_box = 1.2                    # lambda_b (L1)
+  l.w_iou = 1.2                    # lambda_o (BCE)
+  l.ofc_assigner = "atss_max_iou"  # atss_max_iou | atss_min_l2 | iou
+  l.atss_topk_5s = 15
+  l.atss_topk_1s = 11
+  l.focal_alpha = 0.25
+  l.focal_gamma = 2.0
+  l.ofr_loss = "FC_PR"             # FC_PR | FC_RG
+  l.ofr_alpha = 2.0
+  l.ofr_beta = 4.0
+  l.ofr_sigma = 1.0                # Gaussian label sigma, score cells
+  l.hinge_threshold = 0.05
+  l.onc_pos_iou = 0.8
+  l.onc_neg_iou = 0.3
+  l.online_iterate_weights = "dimp"  # final 1, init 1, intermediate share 4 (x100/100)
+  return l
+
+
+def get_config(arg=None):
+  """Returns the config for `arg` (see module docstring)."""
+  arg = arg or "paper"
+  parts = [p.strip() for p in arg.split(",") if p.strip()]
+  preset, overrides = "paper", []
+  for i, p in enumerate(parts):
+    if "=" in p:
+      overrides.append(p)
+    elif i == 0:
+      preset = p
+    else:
+      raise ValueError(f"config arg {arg!r}: {p!r} must be key=value "
+                       "(only the first item may be a preset name)")
+
+  form = None
+  if preset.startswith("tiny-"):
+    preset, form = "tiny", preset[len("tiny-"):]
+  elif preset not in PRESETS:
+    preset, form = "paper", preset
+
+  c = ml_collections.ConfigDict()
+  c.name = preset
+  c.seed = 0
+  c.model = _model_config()
+  c.tracking = _tracking_config()
+  c.loss = _loss_config()
+  c.optim = optim.default_optim_config()
+  c.data = data_pipeline.default_data_config()
+  c.batch_size = 224               # global: 28 per GPU x 8 (pysot 8-GPU)
+  c.steps_per_epoch = 600_000 // 224
+  c.num_epochs = 20
+  c.num_train_steps = c.get_ref("steps_per_epoch") * c.get_ref("num_epochs")
+  c.log_every_steps = 50
+  c.checkpoint_every_steps = 1000
+  c.keep_checkpoints = 3
+  c.eval_every_steps = 0           # 0: evaluate at the end only
+  c.eval = ml_collections.ConfigDict()
+  c.eval.synthetic_sequences = 0   # held-out synthetic sequences at the end
+  c.eval.synthetic_frames = 100
+  c.eval.otb_sample_dir = ""       # evaluate on this OTB-layout folder too
+  c.eval.batch_sequences = 1
+  c.mixed_precision = False        # bf16 compute (float32 params)
+
+  if preset == "resnet18":
+    c.model.backbone = "resnet18"
+  if preset == "tiny":
+    _tiny(c)
+  if form is not None:
+    _apply_form(c, form, arg)
+  for kv in overrides:
+    _apply_override(c, kv, arg)
+  config_lib.validate(c)
+  c.lock()
+  return c
+
+
+def _tiny(c):
+  """CPU-sized model and recipe on the synthetic tracking dataset."""
+  c.model.backbone = "tiny"
+  c.model.neck_channels = 32
+  c.model.online_cfg.feature_dim = 32
+  c.model.online_cfg.train_iters = 3
+  c.batch_size = 16
+  c.steps_per_epoch = 100
+  c.num_epochs = 10
+  c.log_every_steps = 10
+  c.checkpoint_every_steps = 200
+  c.eval.synthetic_sequences = 8
+  c.optim.backbone_freeze_epochs = 0       # no ImageNet init: train it all
+  c.optim.backbone_lr_mult = 1.0
+  c.optim.base_lr = 0.01
+  c.optim.warmup_start_lr = 0.002
+  c.optim.end_lr = 0.001
+  c.optim.warmup_epochs = 1
+  c.data.datasets = [{"name": "synthetic", "root": "", "weight": 1.0}]
+  c.data.num_workers = 0
+
+
+def _apply_form(c, form, arg):
+  """Form names like 'ofc5s', 'onr', 'ofr+onc5s', 'duml'."""
+  if form == "duml":
+    return
+  off, on = "none", "none"
+  for piece in form.lower().split("+"):
+    if piece not in _SHORT:
+      raise ValueError(
+          f"config arg {arg!r}: unknown preset or form {piece!r}; presets are "
+          f"{PRESETS}, forms {sorted(_SHORT)} joined with '+'")
+    name = _SHORT[piece]
+    if name.startswith("OF"):
+      off = name
+    else:
+      on = name
+  c.model.offline, c.model.online = off, on
+
+
+_OVERRIDES = {
+    "offline": ("model", "offline", str),
+    "online": ("model", "online", str),
+    "backbone": ("model", "backbone", str),
+    "mu": ("tracking", "mu", float),
+    "voting": ("tracking", "score_voting", lambda v: v.lower() in ("1", "true", "yes", "on")),
+    "assigner": ("loss", "ofc_assigner", str),
+    "ofr_loss": ("loss", "ofr_loss", str),
+}
+
+
+def _apply_override(c, kv, arg):
+  key, value = kv.split("=", 1)
+  key = key.strip()
+  if key not in _OVERRIDES:
+    raise ValueError(f"config arg {arg!r}: unknown key {key!r}; known keys: "
+                     f"{sorted(_OVERRIDES)} (other keys: --config.KEY=VALUE)")
+  section, field, cast = _OVERRIDES[key]
+  c[section][field] = cast(value.strip())

@@ -1,0 +1,54 @@
+"""Config checks and values derived from the localization form.
+
+Derived values (number of anchors, which heads exist) are computed here from
+the config at use time, never stored in it, so command-line overrides such as
+``--config.model.offline=OFR`` cannot leave them stale. Entry points call
+`validate` after flags are parsed.
+"""
+
+OFFLINE_FORMS = ("none", "OFR", "OFC-1s", "OFC-5s")
+ONLINE_FORMS = ("none", "ONR", "ONC-1s", "ONC-5s")
+
+
+def num_anchors(form, num_ratios=5):
+  """A of a form: 5 for the '-5s' forms, 1 otherwise (0 for 'none')."""
+  if form == "none":
+    return 0
+  return num_ratios if form.endswith("-5s") else 1
+
+
+def box_anchors(model_config):
+  """A of the box head: the larger A of the two branches (paper Section 4)."""
+  n = len(model_config.anchor_ratios)
+  return max(num_anchors(model_config.offline, n), num_anchors(model_config.online, n))
+
+
+def anchor_ratios(model_config):
+  """Anchor ratios for the box head's A (ratio 1 alone when A = 1)."""
+  return tuple(model_config.anchor_ratios) if box_anchors(model_config) > 1 else (1.0,)
+
+
+def validate(c):
+  """Rejects contradictory or unknown settings with the offending key named."""
+  m = c.model
+  if m.offline not in OFFLINE_FORMS:
+    raise ValueError(f"model.offline={m.offline!r}; allowed: {OFFLINE_FORMS}")
+  if m.online not in ONLINE_FORMS:
+    raise ValueError(f"model.online={m.online!r}; allowed: {ONLINE_FORMS}")
+  if m.offline == "none" and m.online == "none":
+    raise ValueError("model.offline and model.online are both 'none': "
+                     "a tracker needs at least one localization branch")
+  if m.backbone not in ("resnet50", "resnet18", "tiny"):
+    raise ValueError(f"model.backbone={m.backbone!r}; allowed: resnet50, resnet18, tiny")
+  if not 0.0 <= c.tracking.mu <= 1.0:
+    raise ValueError(f"tracking.mu={c.tracking.mu} must lie in [0, 1]")
+  if c.loss.ofc_assigner not in ("atss_max_iou", "atss_min_l2", "iou"):
+    raise ValueError(f"loss.ofc_assigner={c.loss.ofc_assigner!r}; allowed: "
+                     "atss_max_iou, atss_min_l2, iou")
+  if c.loss.ofr_loss not in ("FC_PR", "FC_RG"):
+    raise ValueError(f"loss.ofr_loss={c.loss.ofr_loss!r}; allowed: FC_PR, FC_RG")
+  if m.online_cfg.filter_size % 2 != 1:
+    raise ValueError(f"model.online_cfg.filter_size={m.online_cfg.filter_size} must be odd")
+  if (m.search_size - m.exemplar_size) % m.stride:
+    raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
+  return c

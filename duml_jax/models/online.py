@@ -1,0 +1,265 @@
+"""Robust localization: an online filter refined by steepest-descent Gauss-Newton.
+
+Paper Eq. 3 (the online branch), Eq. 7 (the residual) and Eq. 8 (the step),
+Appendix A; the formulation follows DiMP.
+
+Notation (single sequence; the model vmaps over the batch):
+  x_j    (M, H, W, C)  online features of the M support / memory samples
+  phi    (k, k, C, A)  the filter; scores s_j = x_j * phi ('SAME' padding)
+  beta_j (M,)          sample weights (1/M in training, memory weights when tracking)
+  y, m, v              label, mask, spatial weight maps (M, H, W, 1 or A):
+                       learned functions of the distance to the target centre
+                       built on triangular basis functions (`ResidualFunctions`)
+
+Residual (Eq. 7):  r_j = v * sqrt(beta_j) * (m s_j + (1 - m) max(0, s_j) - y)
+Objective:         L(phi) = 1/2 sum_j ||r_j||^2 + lambda/2 ||phi||^2
+Gradient:          g = J^T r + lambda phi
+Step (Eq. 8):      alpha = g^T g / (g^T Q g), Q = J^T J + lambda I
+                   phi <- phi - exp(log_step) * alpha * g
+
+`sd_gn_step` computes J^T r with the VJP of the (linear in phi) convolution and
+J g with one more convolution: no explicit Jacobian. `optimize_filter` runs the
+steps in a `lax.scan` with a static trip count, so `jax.grad` differentiates
+through every step (the outer loss trains the features, the residual
+functions and the step length through the inner loop).
+"""
+import math
+from typing import Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+ALPHA_EPS = 1e-8
+
+
+# --------------------------------------------------------------------------
+# Pure functions of the inner loop.
+
+
+def apply_filter(feats, filt):
+  """Scores of features (..., H, W, C) under a filter (k, k, C, A): (..., H, W, A)."""
+  lead = feats.shape[:-3]
+  x = feats.reshape((-1,) + feats.shape[-3:])
+  s = lax.conv_general_dilated(x, filt, (1, 1), "SAME",
+                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return s.reshape(lead + s.shape[1:])
+
+
+def score_activation(s, mask):
+  """m s + (1 - m) max(0, s) (Eq. 7) and its derivative w.r.t. s."""
+  act = mask * s + (1. - mask) * jax.nn.relu(s)
+  dact = mask + (1. - mask) * (s > 0).astype(s.dtype)
+  return act, dact
+
+
+def residual(filt, feats, label, mask, weight, beta):
+  """Eq. 7 residual r (M, H, W, A) of the filter on the samples."""
+  s = apply_filter(feats, filt)
+  act, _ = score_activation(s, mask)
+  sw = weight * jnp.sqrt(beta)[:, None, None, None]
+  return sw * (act - label)
+
+
+def inner_objective(filt, feats, label, mask, weight, beta, reg):
+  """L(phi) = 1/2 ||r||^2 + lambda/2 ||phi||^2."""
+  r = residual(filt, feats, label, mask, weight, beta)
+  return 0.5 * jnp.sum(r * r) + 0.5 * reg * jnp.sum(filt * filt)
+
+
+def sd_gn_step(filt, feats, label, mask, weight, beta, step_length, reg):
+  """One steepest-descent Gauss-Newton step (Eq. 8).
+
+  Returns:
+    (new filter, alpha, objective value before the step).
+  """
+  s, conv_vjp = jax.vjp(lambda f: apply_filter(feats, f), filt)
+  act, dact = score_activation(s, mask)
+  sw = weight * jnp.sqrt(beta)[:, None, None, None]
+  r = sw * (act - label)
+  grad = conv_vjp(sw * dact * r)[0] + reg * filt
+  jg = sw * dact * apply_filter(feats, grad)
+  gg = jnp.sum(grad * grad)
+  den = jnp.sum(jg * jg) + reg * gg
+  alpha = gg / jnp.maximum(den, ALPHA_EPS)
+  loss = 0.5 * jnp.sum(r * r) + 0.5 * reg * jnp.sum(filt * filt)
+  return filt - step_length * alpha * grad, alpha, loss
+
+
+def optimize_filter(filt, feats, label, mask, weight, beta, step_length, reg,
+                    num_iter: int, checkpoint: bool = False):
+  """`num_iter` (static) SD-GN steps in a `lax.scan`.
+
+  Returns:
+    final filter, all iterates (num_iter, k, k, C, A) and the objective before
+    each step (num_iter,).
+  """
+  def step(f, _):
+    f2, _, loss = sd_gn_step(f, feats, label, mask, weight, beta, step_length, reg)
+    return f2, (f2, loss)
+  if checkpoint:
+    step = jax.checkpoint(step)
+  if num_iter == 0:
+    return filt, filt[None][:0], jnp.zeros((0,), filt.dtype)
+  final, (iterates, losses) = lax.scan(step, filt, None, length=num_iter)
+  return final, iterates, losses
+
+
+def optimize_filter_masked(filt, feats, label, mask, weight, beta, step_length, reg,
+                           num_iter, max_iter: int):
+  """Like `optimize_filter` with a traced `num_iter` <= static `max_iter`.
+
+  Steps with index >= num_iter leave the filter unchanged; used by the
+  tracker, whose iteration count depends on device values.
+  """
+  def step(f, i):
+    f2, _, _ = sd_gn_step(f, feats, label, mask, weight, beta, step_length, reg)
+    return jnp.where(i < num_iter, f2, f), None
+  final, _ = lax.scan(step, filt, jnp.arange(max_iter))
+  return final
+
+
+# --------------------------------------------------------------------------
+# Distance maps and triangular basis functions.
+
+
+def distance_map(grid_size: int, centres):
+  """Euclidean distance (cells) of each cell of a grid to `centres` (..., 2) = (x, y)."""
+  idx = jnp.arange(grid_size, dtype=jnp.float32)
+  dx = idx[None, :] - centres[..., 0, None, None]
+  dy = idx[:, None] - centres[..., 1, None, None]
+  return jnp.sqrt(dx * dx + dy * dy)
+
+
+def triangular_basis(dist, num_bins: int, delta: float):
+  """rho_k(d) = max(0, 1 - |d / delta - k|), the last bin a ramp to infinity: (..., N)."""
+  d = dist[..., None] / delta
+  k = jnp.arange(num_bins, dtype=dist.dtype)
+  rho = jnp.maximum(0., 1. - jnp.abs(d - k))
+  last = jnp.clip(1. + d[..., 0] - (num_bins - 1), 0., 1.)
+  return rho.at[..., -1].set(last)
+
+
+def box_centre_to_cell(centre_px, stride: int):
+  """Crop-pixel centre (continuous coords) -> feature-cell coordinates (cell j at pixel index s j)."""
+  return (centre_px - 0.5) / stride
+
+
+# --------------------------------------------------------------------------
+# Modules.
+
+
+def instance_l2_norm(x, scale, eps=1e-5):
+  """DiMP's InstanceL2Norm over (H, W, C) of each sample."""
+  n = x.shape[-3] * x.shape[-2] * x.shape[-1]
+  ss = jnp.sum(x * x, axis=(-3, -2, -1), keepdims=True)
+  return x * (scale * jnp.sqrt(n / (ss + eps)))
+
+
+class OnlineFeatures(nn.Module):
+  """Levels fused by learned weights beta (Eq. 3), 3x3 conv, instance L2 norm."""
+  feature_dim: int
+  filter_size: int
+  num_levels: int = 3
+
+  @nn.compact
+  def __call__(self, feats):
+    beta = self.param("fusion_weights", nn.initializers.ones, (self.num_levels,))
+    w = jax.nn.softmax(beta)
+    fused = sum(w[i] * f for i, f in enumerate(feats[:self.num_levels]))
+    x = nn.Conv(self.feature_dim, (3, 3), padding="SAME", use_bias=False, name="proj")(fused)
+    return instance_l2_norm(x, math.sqrt(1. / (self.feature_dim * self.filter_size ** 2)))
+
+
+def adaptive_avg_pool(x, out_size: int):
+  """PyTorch-style adaptive average pooling of (..., H, W, C) to out_size^2."""
+  def matrix(n):
+    rows = []
+    for i in range(out_size):
+      a, b = (i * n) // out_size, -(-((i + 1) * n) // out_size)
+      rows.append([1. / (b - a) if a <= j < b else 0. for j in range(n)])
+    return jnp.asarray(rows, x.dtype)
+  ph, pw = matrix(x.shape[-3]), matrix(x.shape[-2])
+  return jnp.einsum("ih,...hwc,jw->...ijc", ph, x, pw)
+
+
+class FilterInitializer(nn.Module):
+  """phi^(0): template online features, 3x3 conv, the target region pooled to k x k.
+
+  The target region is the centred `target_cells` x `target_cells` crop of the
+  template grid (with context 0.5 the target spans about half the template),
+  adaptively average-pooled (paper Appendix A, instead of PrRoI pooling), and
+  the same filter is used for each of the A outputs.
+  """
+  filter_size: int
+  num_anchors: int
+  target_cells: int = 8
+
+  @nn.compact
+  def __call__(self, z_online):
+    c = z_online.shape[-1]
+    x = nn.Conv(c, (3, 3), padding="SAME", name="conv")(z_online)
+    s = (x.shape[-3] - self.target_cells) // 2
+    x = x[..., s:s + self.target_cells, s:s + self.target_cells, :]
+    f = adaptive_avg_pool(x, self.filter_size)
+    return jnp.repeat(f[..., None], self.num_anchors, axis=-1)
+
+
+class ResidualFunctions(nn.Module):
+  """Learned label y_c, mask m_c and spatial weight v_c (Eq. 7), step length and regulariser.
+
+  Each map is a linear combination of triangular basis functions of the
+  distance to the target centre; label initialised as a Gaussian
+  (``exp(-d^2 / 2 sigma^2)`` minus its minimum), mask as
+  ``sigmoid(f tanh((r - d) / 2))``, spatial weight as ones.
+  """
+  num_bins: int = 100
+  bin_displacement: float = 0.2
+  label_sigma: float = 2.0
+  mask_init_factor: float = 3.0
+  mask_init_radius: float = 4.0
+  init_step_length: float = 1.0
+  init_filter_reg: float = 0.1
+  min_filter_reg: float = 1e-3
+
+  def _bin_centres(self):
+    return jnp.arange(self.num_bins, dtype=jnp.float32) * self.bin_displacement
+
+  @nn.compact
+  def __call__(self, dist):
+    d = self._bin_centres()
+
+    def label_init(_, shape):
+      g = jnp.exp(-0.5 * (d / self.label_sigma) ** 2)
+      return (g - jnp.min(g)).reshape(shape)
+
+    def mask_init(_, shape):
+      return (self.mask_init_factor * jnp.tanh((self.mask_init_radius - d) / 2.)).reshape(shape)
+
+    w_label = self.param("label_weights", label_init, (self.num_bins,))
+    w_mask = self.param("mask_weights", mask_init, (self.num_bins,))
+    w_spatial = self.param("spatial_weights", nn.initializers.ones, (self.num_bins,))
+    log_step = self.param("log_step_length",
+                          nn.initializers.constant(math.log(self.init_step_length)), ())
+    filter_reg = self.param("filter_reg", nn.initializers.constant(self.init_filter_reg), ())
+    rho = triangular_basis(dist, self.num_bins, self.bin_displacement)
+    maps = dict(label=rho @ w_label, mask=jax.nn.sigmoid(rho @ w_mask),
+                weight=rho @ w_spatial)
+    reg = jnp.maximum(filter_reg * filter_reg, self.min_filter_reg ** 2)
+    return maps, jnp.exp(log_step), reg
+
+
+def online_scores(filt, x_online, crop: Optional[int] = 4):
+  """Scores of search features (B, G, G, C) under per-sample filters (B, k, k, C, A).
+
+  Returns the map cropped to cells ``[crop, G - crop + 1)`` (32x32 -> [4:29],
+  25x25; 40x40 for a 319 search -> 33x33), aligned with the offline grid to
+  within one pixel (see `duml_jax/models/duml.py`); ``crop=None`` keeps the
+  full grid.
+  """
+  s = jax.vmap(apply_filter)(x_online, filt)
+  if crop is None:
+    return s
+  g = s.shape[-2]
+  return s[..., crop:g - crop + 1, crop:g - crop + 1, :]
