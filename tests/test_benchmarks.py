@@ -136,18 +136,19 @@ def _otb_folder(root, folder, numbers, gt_files, digits=4, ext="jpg"):
     _text(root / folder / name, lines)
 
 
-@pytest.fixture
-def otb2015_root(tmp_path):
-  r = tmp_path
+def _otb2015_tree(r, full=True):
+  """Official-range folders: David and Tiger1, plus the other quirks."""
+  _otb_folder(r, "Tiger1", range(1, 355), {
+      "groundtruth_rect.txt": _rows(354)})
+  _otb_folder(r, "David", range(1, 771), {"groundtruth_rect.txt": _rows(471)})
+  if not full:
+    return r
   _otb_folder(r, "Jogging", range(1, 308), {
       "groundtruth_rect.1.txt": _rows(307), "groundtruth_rect.2.txt":
       _rows(307, x0=100)})
   _otb_folder(r, "Human4", range(1, 668), {
       "groundtruth_rect.2.txt": _rows(667, "\t", x0=50)})
   (r / "Human4" / "groundtruth_rect.1.txt").write_text("")
-  _otb_folder(r, "Tiger1", range(1, 355), {
-      "groundtruth_rect.txt": _rows(354)})
-  _otb_folder(r, "David", range(1, 771), {"groundtruth_rect.txt": _rows(471)})
   _otb_folder(r, "BlurCar3", range(3, 360), {
       "groundtruth_rect.txt": _rows(357)})
   _otb_folder(r, "Board", range(1, 699), {"groundtruth_rect.txt": _rows(698)},
@@ -155,6 +156,12 @@ def otb2015_root(tmp_path):
   _otb_folder(r, "KiteSurf", range(1, 85), {"groundtruth_rect.txt": _rows(84)},
               ext="png")
   return r
+
+
+@pytest.fixture(scope="module")
+def otb2015_root(tmp_path_factory):
+  """Read-only: tests that modify files build their own tree."""
+  return _otb2015_tree(tmp_path_factory.mktemp("otb2015"))
 
 
 _QUIRKY = ["Jogging-1", "Jogging-2", "Human4-2", "Tiger1", "David", "BlurCar3",
@@ -196,7 +203,8 @@ def test_otb2015_quirks(otb2015_root):
   np.testing.assert_array_equal(seqs["David"].boxes[0], [9, 4, 8, 6])
 
 
-def test_otb2015_errors(otb2015_root):
+def test_otb2015_errors(tmp_path):
+  otb2015_root = _otb2015_tree(tmp_path, full=False)
   os.remove(otb2015_root / "David" / "img" / "0500.jpg")
   with pytest.raises(BenchmarkError, match=r"\[otb2015\] sequence 'David': "
                      r"missing frame 500 \(.*David/img/0500.jpg\)"):
@@ -230,7 +238,9 @@ def vot_root(tmp_path):
   _frames(tmp_path / "rect" / "frames", [f"f{i}.jpg" for i in range(1, 3)])
   _text(tmp_path / "rect" / "sequence", ["channels.color=frames/f%d.jpg",
                                          "length=2", "fps=30"])
-  _text(tmp_path / "rect" / "groundtruth.txt", ["3,4,5,6", "4,5,6,7"])
+  # A rectangle row then a polygon row (the VOT format allows both).
+  _text(tmp_path / "rect" / "groundtruth.txt",
+        ["3,4,5,6", "4,5,10,5,10,12,4,12"])
   return tmp_path
 
 
@@ -249,7 +259,8 @@ def test_vot(vot_root, name):
   np.testing.assert_array_equal(tags["camera_motion"], [True, True, False])
   assert os.path.relpath(rect.frames[1], vot_root) == "rect/frames/f2.jpg"
   np.testing.assert_array_equal(rect.boxes, [[3, 4, 5, 6], [4, 5, 6, 7]])
-  np.testing.assert_array_equal(rect.polygons[0], [3, 4, 8, 4, 8, 10, 3, 10])
+  np.testing.assert_array_equal(rect.polygons, [[3, 4, 8, 4, 8, 10, 3, 10],
+                                                [4, 5, 10, 5, 10, 12, 4, 12]])
   assert benchmarks.detect_layout(str(vot_root)) == "vot"
 
 

@@ -8,7 +8,7 @@ library's 0-based convention (`duml_jax.boxes`: ``[x, y, w, h]`` spans
 ``[x, x + w)`` with the first pixel at 0); `Sequence.one_based` records whether
 the benchmark's own files are 1-based, so result writers add 1 back.
 
-Directory layouts (``root`` is the folder passed as ``--dataset_dir``):
+Directory layouts (``root`` is the folder given to `load_benchmark`):
 
 | name | expected tree under ``root`` | ground truth | ``one_based`` |
 |---|---|---|---|
@@ -25,7 +25,16 @@ Conversion: a 1-based box ``[x, y, w, h]`` becomes ``[x - 1, y - 1, w, h]``.
 `Sequence.start_frame` is 0 for every reader: the benchmark frame ranges above
 are applied by listing only the evaluated frames (e.g. Tiger1's first frame is
 ``img/0006.jpg``); ``attributes["first_frame_number"]`` keeps the file number of
-``frames[0]`` where the benchmark numbers its frames from a range.
+``frames[0]`` where the benchmark numbers its frames from a range. Boxes the
+benchmark gives for absent frames (LaSOT's ``0,0,0,0``) are kept as given
+(converted); use `Sequence.absent`. NfS 30 fps folders one frame longer or
+shorter than their subsampled rows are cut to the shorter (the usual
+handling); every other mismatch of rows and frames is an error, except the
+first-box-only TEST splits of TrackingNet and GOT-10k.
+
+`detect_layout(root)` names the layout family of a folder; a `load_benchmark`
+name that does not match its folder raises `BenchmarkError` naming the
+detected one.
 """
 import glob
 import os
@@ -196,26 +205,13 @@ def _read_lines(benchmark, sequence, path):
   return lines
 
 
-def read_table(benchmark, sequence, path, widths=(4,), lines=None):
-  """Parses numeric rows split on commas, tabs or spaces.
-
-  Args:
-    benchmark: benchmark name for error messages.
-    sequence: sequence name for error messages.
-    path: the text file.
-    widths: allowed numbers of values per row.
-    lines: pre-read lines of `path` (optional).
-
-  Returns:
-    (N, width) float64 array ("nan" parses to NaN).
-  """
-  if lines is None:
-    lines = _read_lines(benchmark, sequence, path)
+def _parse_rows(benchmark, sequence, path, widths):
+  """Numeric rows of `path` split on commas, tabs or spaces (ragged)."""
   rows = []
-  for number, line in enumerate(lines, start=1):
+  for number, line in enumerate(_read_lines(benchmark, sequence, path), 1):
     tokens = [t for t in re.split(r"[,\s]+", line) if t]
     try:
-      values = [float(t) for t in tokens]
+      values = [float(t) for t in tokens]  # "nan" / "NaN" -> NaN
     except ValueError:
       values = None
     if values is None or len(values) not in widths:
@@ -224,9 +220,13 @@ def read_table(benchmark, sequence, path, widths=(4,), lines=None):
     rows.append(values)
   if not rows:
     _fail(benchmark, f"empty ground-truth file {path}", sequence)
-  if len({len(r) for r in rows}) != 1:
-    _fail(benchmark, f"rows of {path} have different lengths", sequence)
-  return np.asarray(rows, dtype=np.float64)
+  return rows
+
+
+def read_table(benchmark, sequence, path, width=4):
+  """(N, width) float64 array of a ground-truth file; errors name the line."""
+  return np.asarray(_parse_rows(benchmark, sequence, path, (width,)),
+                    dtype=np.float64)
 
 
 def _read_flags(benchmark, sequence, path, count, pad=False):
@@ -429,15 +429,16 @@ def _vot_frames(bench, name, seq_dir, count):
   return frames, f"images in {where}"
 
 
-def _polygon_hull(polygons):
-  xs, ys = polygons[:, 0::2], polygons[:, 1::2]
-  x0, y0 = xs.min(axis=1), ys.min(axis=1)
-  return np.stack([x0, y0, xs.max(axis=1) - x0, ys.max(axis=1) - y0], axis=1)
+def _polygon_hull(polygon):
+  """Axis-aligned ``[x, y, w, h]`` around ``x1, y1, ..., x4, y4``."""
+  xs, ys = polygon[0::2], polygon[1::2]
+  return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
 
 
-def _rect_polygons(rects):
-  x, y, w, h = rects.T
-  return np.stack([x, y, x + w, y, x + w, y + h, x, y + h], axis=1)
+def _rect_polygon(rect):
+  """The four corners of ``[x, y, w, h]`` (clockwise from top-left)."""
+  x, y, w, h = rect
+  return [x, y, x + w, y, x + w, y + h, x, y + h]
 
 
 def _read_list(bench, path):
@@ -459,11 +460,14 @@ def _make_vot_loader(bench):
         _fail(bench, f"missing sequence folder {seq_dir} (listed in "
               f"{os.path.join(root, 'list.txt')})", name)
       gt_path = os.path.join(seq_dir, "groundtruth.txt")
-      gt = read_table(bench, name, gt_path, widths=(4, 8))
-      frames, what = _vot_frames(bench, name, seq_dir, len(gt))
-      _check_count(bench, name, gt_path, len(gt), len(frames), what)
-      polygons = gt if gt.shape[1] == 8 else _rect_polygons(gt)
-      boxes = _polygon_hull(polygons) if gt.shape[1] == 8 else gt
+      # Rows are 8-value polygons or 4-value rectangles (may be mixed).
+      rows = _parse_rows(bench, name, gt_path, (4, 8))
+      frames, what = _vot_frames(bench, name, seq_dir, len(rows))
+      _check_count(bench, name, gt_path, len(rows), len(frames), what)
+      polygons = np.asarray([r if len(r) == 8 else _rect_polygon(r)
+                             for r in rows], dtype=np.float64)
+      boxes = np.asarray([_polygon_hull(r) if len(r) == 8 else r
+                          for r in rows], dtype=np.float64)
       tags = {}
       for tag_path in sorted(glob.glob(os.path.join(seq_dir, "*.tag")) +
                              glob.glob(os.path.join(seq_dir, "*.label"))):
@@ -669,7 +673,7 @@ def _load_got10k(root, split, wanted):
       cover = os.path.join(seq_dir, "cover.label")
       if os.path.isfile(cover):
         attributes["cover"] = read_table(
-            bench, name, cover, widths=(1,))[:, 0].astype(np.int32)
+            bench, name, cover, width=1)[:, 0].astype(np.int32)
     out.append(_make_sequence(bench, name, frames, boxes, gt_path,
                               one_based=False, absent=absent,
                               attributes=attributes))
