@@ -460,3 +460,12 @@ def test_otb_folder_without_ground_truth(otb_root):
   (otb_root / "Delta").mkdir()
   with pytest.raises(BenchmarkError, match=r"'Delta': no img/ folder in "):
     load_benchmark("otb", otb_root, sequences=["Delta"])
+
+
+def test_empty_frame_folder(tmp_path):
+  _lasot_seq(tmp_path, "kite-4")
+  for f in (tmp_path / "kite" / "kite-4" / "img").iterdir():
+    f.unlink()
+  with pytest.raises(BenchmarkError, match=r"\[lasot\] sequence 'kite-4': no "
+                     "images in .*kite-4/img"):
+    load_benchmark("lasot", tmp_path, sequences=["kite-4"])

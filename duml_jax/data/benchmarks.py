@@ -285,6 +285,14 @@ def _to_zero_based_polygons(polygons, one_based):
   return polygons - 1.0 if one_based else polygons
 
 
+def _images(benchmark, sequence, folder):
+  """`list_images(folder)`, which must not be empty."""
+  frames = list_images(folder)
+  if not frames:
+    _fail(benchmark, f"no images in {folder}", sequence)
+  return frames
+
+
 def _numbered_frames(benchmark, sequence, folder, start, end, digits, ext):
   """Paths ``folder/%0{digits}d.ext`` for start..end; all must exist."""
   present = set(os.listdir(folder)) if os.path.isdir(folder) else set()
@@ -382,9 +390,7 @@ def _load_otb(root, split, wanted):
   out = []
   for name in names:
     folder, gt_path = entries[name]
-    frames = list_images(os.path.join(root, folder, "img"))
-    if not frames:
-      _fail(bench, f"no images in {os.path.join(root, folder, 'img')}", name)
+    frames = _images(bench, name, os.path.join(root, folder, "img"))
     gt = read_table(bench, name, gt_path)
     if len(gt) != len(frames):
       hint = (" -- an official OTB-2015 sequence: use --benchmark otb2015, "
@@ -520,9 +526,7 @@ def _load_nfs30(root, split, wanted):
   out = []
   for name in names:
     base = os.path.join(root, name, "30")
-    frames = list_images(os.path.join(base, name))
-    if not frames:
-      _fail(bench, f"no images in {os.path.join(base, name)}", name)
+    frames = _images(bench, name, os.path.join(base, name))
     gt_path = os.path.join(base, name + ".txt")
     boxes, lost, occluded = _read_nfs_annotation(bench, name, gt_path)
     if len(boxes) != len(frames) and abs(len(boxes) / len(frames) - 8) < 1:
@@ -585,9 +589,7 @@ def _load_lasot(root, split, wanted):
     seq_dir = os.path.join(root, name.rpartition("-")[0], name)
     if not os.path.isdir(seq_dir):
       _fail(bench, f"missing sequence folder {seq_dir}", name)
-    frames = list_images(os.path.join(seq_dir, "img"))
-    if not frames:
-      _fail(bench, f"no images in {os.path.join(seq_dir, 'img')}", name)
+    frames = _images(bench, name, os.path.join(seq_dir, "img"))
     gt_path = os.path.join(seq_dir, "groundtruth.txt")
     gt = read_table(bench, name, gt_path)
     _check_count(bench, name, gt_path, len(gt), len(frames),
@@ -626,9 +628,7 @@ def _load_trackingnet(root, split, wanted):
     frame_dir = os.path.join(root, split, "frames", name)
     if not os.path.isdir(frame_dir):
       _fail(bench, f"missing sequence folder {frame_dir}", name)
-    frames = list_images(frame_dir)
-    if not frames:
-      _fail(bench, f"no images in {frame_dir}", name)
+    frames = _images(bench, name, frame_dir)
     gt_path = os.path.join(anno_dir, name + ".txt")
     gt = read_table(bench, name, gt_path)
     if split == "TEST":
@@ -655,9 +655,7 @@ def _load_got10k(root, split, wanted):
     seq_dir = os.path.join(split_dir, name)
     if not os.path.isdir(seq_dir):
       _fail(bench, f"missing sequence folder {seq_dir}", name)
-    frames = list_images(seq_dir)
-    if not frames:
-      _fail(bench, f"no images in {seq_dir}", name)
+    frames = _images(bench, name, seq_dir)
     gt_path = os.path.join(seq_dir, "groundtruth.txt")
     gt = read_table(bench, name, gt_path)
     absent, attributes = None, {"split": split}
