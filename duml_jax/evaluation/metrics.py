@@ -74,8 +74,9 @@ def rect_iou(a, b, bound=None):
 
   Args:
     a, b: (N, 4) boxes.
-    bound: optional ``(width, height)``; boxes are first clipped to
-      ``[0, width] x [0, height]`` as got10k does for GOT-10k.
+    bound: optional ``(width, height)``; boxes are first clipped as got10k
+      does for GOT-10k: x, y into ``[0, width], [0, height]`` (a box left of
+      the image is moved, not cut), then w, h to what is left to the edge.
 
   Returns:
     (N,) IoU in [0, 1]; NaN where an input row has NaN.
