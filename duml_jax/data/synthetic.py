@@ -17,7 +17,7 @@ TFDS builder refuses evaluation seeds.
 """
 import dataclasses
 import os
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -84,10 +84,12 @@ class SyntheticConfig:
 @dataclasses.dataclass(frozen=True)
 class Video:
   """A rendered video: frames (T,H,W,3) uint8 RGB, boxes (T,4) float32 xywh,
-  and the target's visible fraction (T,) float32 (1 = unoccluded)."""
+  the target's visible fraction (T,) float32 (1 = unoccluded) and, when asked
+  for, its visible alpha (T,H,W) float32."""
   frames: np.ndarray
   boxes: np.ndarray
   visible: np.ndarray
+  masks: Optional[np.ndarray] = None
 
 
 # ----------------------------------------------------------------------------- textures
@@ -211,8 +213,9 @@ def _motion_blur(frame, vx, vy, length):
   return cv2.filter2D(frame, -1, kernel, borderType=cv2.BORDER_REFLECT)
 
 
-def render_video(seed, num_frames, height, width, config=SyntheticConfig()):
-  """Renders one video deterministically from `seed`; returns a `Video`."""
+def render_video(seed, num_frames, height, width, config=SyntheticConfig(), with_masks=False):
+  """Renders one video deterministically from `seed`; returns a `Video`
+  (`with_masks` also returns the target's visible alpha per frame)."""
   cfg = config
   rng = np.random.default_rng(seed)
   T, H, W = int(num_frames), int(height), int(width)
@@ -286,6 +289,7 @@ def render_video(seed, num_frames, height, width, config=SyntheticConfig()):
   velocity = np.gradient(centre, axis=0) if T > 1 else np.zeros_like(centre)
   frames = np.empty((T, H, W, 3), np.uint8)
   visible = np.ones(T, np.float32)
+  masks = np.zeros((T, H, W), np.float32) if with_masks else None
   behind = [l for l in layers if not l[5]]
   front = [l for l in layers if l[5]]
   noise_rng = np.random.default_rng(rng.integers(2**63))
@@ -304,7 +308,10 @@ def render_video(seed, num_frames, height, width, config=SyntheticConfig()):
         if out is not None:
           (u0, v0, u1, v1), a = out
           cover[v0:v1, u0:u1] = 1.0 - (1.0 - cover[v0:v1, u0:u1]) * (1.0 - a)
-      visible[i] = float((a_t * (1.0 - cover[y0:y1, x0:x1])).sum() / max(full, 1e-6))
+      seen = a_t * (1.0 - cover[y0:y1, x0:x1])
+      visible[i] = float(seen.sum() / max(full, 1e-6))
+      if with_masks:
+        masks[i, y0:y1, x0:x1] = seen
     speed_px = float(np.hypot(*velocity[i]))
     if cfg.blur and speed_px >= cfg.blur_min_speed:
       canvas = _motion_blur(canvas, velocity[i, 0], velocity[i, 1], speed_px * cfg.blur_exposure)
@@ -317,7 +324,7 @@ def render_video(seed, num_frames, height, width, config=SyntheticConfig()):
   x1 = np.clip(centre[:, 0] + tw / 2, 0, W)
   y1 = np.clip(centre[:, 1] + th / 2, 0, H)
   boxes = np.stack([x0, y0, x1 - x0, y1 - y0], axis=-1).astype(np.float32)
-  return Video(frames=frames, boxes=boxes, visible=visible)
+  return Video(frames=frames, boxes=boxes, visible=visible, masks=masks)
 
 
 def make_video(seed, num_frames, height, width, config=SyntheticConfig()):
