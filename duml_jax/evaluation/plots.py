@@ -27,8 +27,12 @@ def plot_curves(trackers, curve_key, score_key, thresholds, path, *, title,
     title, xlabel, ylabel: labels.
     score_scale: factor applied to the legend score.
   """
-  names = sorted((n for n in trackers if curve_key in trackers[n]),
-                 key=lambda n: -float(trackers[n][score_key]))
+  def score(name):
+    v = trackers[name].get(score_key)
+    return float("nan") if v is None else score_scale * float(v)
+
+  names = sorted((n for n in trackers if trackers[n].get(curve_key)),
+                 key=lambda n: -np.nan_to_num(score(n), nan=-np.inf))
   if not names:
     raise ValueError(f"no tracker has a {curve_key!r} curve")
   fig = Figure(figsize=(6, 4.5))
@@ -36,10 +40,11 @@ def plot_curves(trackers, curve_key, score_key, thresholds, path, *, title,
   ax = fig.add_subplot(1, 1, 1)
   styles = ["-", "--", "-.", ":"]
   for i, name in enumerate(names):
-    curve = np.asarray(trackers[name][curve_key], np.float64)
+    curve = np.array([np.nan if v is None else v
+                      for v in trackers[name][curve_key]], np.float64)
     ax.plot(np.asarray(thresholds)[:len(curve)], curve,
             styles[(i // 10) % len(styles)], linewidth=1.5,
-            label=f"{name} [{score_scale * trackers[name][score_key]:.3f}]")
+            label=f"{name} [{score(name):.3f}]")
   ax.set(title=title, xlabel=xlabel, ylabel=ylabel,
          xlim=(float(np.min(thresholds)), float(np.max(thresholds))),
          ylim=(0.0, 1.0))

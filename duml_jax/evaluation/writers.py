@@ -350,22 +350,30 @@ def write_report(out_dir, benchmark, results):
     benchmark: benchmark name.
     results: {tracker: {metric: value, ..., "sequences": {seq: {...}}}} as
       returned by the ``*_summary`` functions of `metrics` (optionally with
-      "fps").
+      "fps"). NaN (e.g. VOT EAO of sequences shorter than the range) is
+      written as null.
 
   Returns:
     ``{"benchmark": benchmark, "trackers": results}``.
   """
-  report = {"benchmark": benchmark, "trackers": results}
+  report = {"benchmark": benchmark, "trackers": _plain(results)}
   atomic_write_text(os.path.join(out_dir, "report.json"),
-                    json.dumps(report, indent=1, default=_json_default))
+                    json.dumps(report, indent=1, allow_nan=False))
   return report
 
 
-def _json_default(v):
+def _plain(v):
+  """JSON-ready copy: numpy -> Python, NaN / inf -> None (JSON null)."""
+  if isinstance(v, dict):
+    return {str(k): _plain(x) for k, x in v.items()}
+  if isinstance(v, (list, tuple, np.ndarray)):
+    return [_plain(x) for x in v]
   if isinstance(v, np.generic):
-    return v.item()
-  if isinstance(v, np.ndarray):
-    return v.tolist()
+    v = v.item()
+  if isinstance(v, float) and not np.isfinite(v):
+    return None
+  if v is None or isinstance(v, (bool, int, float, str)):
+    return v
   raise TypeError(f"cannot write {type(v).__name__} to report.json")
 
 
