@@ -14,6 +14,13 @@ CENTRE = (127.5, 127.5)
 SHAPES5 = anchors_lib.anchor_shapes((0.33, 0.5, 1, 2, 3), (8,), 8)
 ANCHORS5 = anchors_lib.anchor_grid(25, 8, SHAPES5, centre=CENTRE)
 ANCHORS1 = anchors_lib.anchor_grid(25, 8, [(64., 64.)], centre=CENTRE)
+# Jitted once per shape: much faster on CPU than eager op-by-op dispatch.
+MAX_IOU = jax.jit(labels.atss_max_iou, static_argnames=("topk",))
+MIN_L2 = jax.jit(labels.atss_min_l2, static_argnames=("topk",))
+IOU = jax.jit(labels.iou_threshold_labels)
+GAUSS = jax.jit(labels.gaussian_label, static_argnums=0)
+OFR = jax.jit(labels.ofr_label, static_argnums=1)
+ONR = jax.jit(labels.onr_label, static_argnums=1)
 GT_BOXES = np.array([
     [100., 110., 60., 40.],
     [90., 60., 30., 90.],
@@ -59,7 +66,7 @@ def positives(label_map):
 def test_atss_max_iou_matches_reference_with_paper_topk(anchors, k):
   # Default top-k is the paper's: 15 for A = 5, 11 for A = 1 (Appendix A).
   for gt in GT_BOXES:
-    got = np.asarray(labels.atss_max_iou(anchors, gt))
+    got = np.asarray(MAX_IOU(anchors, gt))
     np.testing.assert_array_equal(got, np_atss_max_iou(anchors, gt, k))
     assert got.sum() >= 1
 
@@ -74,19 +81,19 @@ def test_atss_topk_changes_threshold():
   # centre. k = 2 candidates {1, 7/9}: threshold 0.8889 + 0.1571 -> none.
   gt = np.array([95.5, 95.5, 64., 64.], np.float32)
   for k, want in [(9, {(12, 12, 0)}), (5, {(12, 12, 0)}), (2, set())]:
-    assert positives(labels.atss_max_iou(ANCHORS1, gt, topk=k)) == want, k
+    assert positives(MAX_IOU(ANCHORS1, gt, topk=k)) == want, k
   # Min-L2 with the 9 closest centres (the 3x3 block) gives the same threshold 0.860.
-  assert positives(labels.atss_min_l2(ANCHORS1, gt, topk=9)) == {(12, 12, 0)}
+  assert positives(MIN_L2(ANCHORS1, gt, topk=9)) == {(12, 12, 0)}
 
 
 def test_atss_topk_validation():
   with pytest.raises(ValueError, match="topk"):
-    labels.atss_max_iou(ANCHORS5, GT_BOXES[0], topk=1)
+    MAX_IOU(ANCHORS5, GT_BOXES[0], topk=1)
   with pytest.raises(ValueError, match="A=3"):
-    labels.atss_max_iou(ANCHORS5[..., :3, :], GT_BOXES[0])
+    MAX_IOU(ANCHORS5[..., :3, :], GT_BOXES[0])
 
 
-@pytest.mark.parametrize("fn", [labels.atss_max_iou, labels.atss_min_l2])
+@pytest.mark.parametrize("fn", [MAX_IOU, MIN_L2])
 @pytest.mark.parametrize("anchors", [ANCHORS5, ANCHORS1])
 def test_atss_positives_inside_box_and_move_with_it(fn, anchors):
   for gt in GT_BOXES:
@@ -105,7 +112,7 @@ def test_atss_min_l2_uses_topk_closest_per_shape():
   # With top-9 per shape every candidate is one of the 9 closest positions of
   # its shape; a positive outside that 3x3 block would reveal a wrong candidate set.
   gt = np.array([96., 96., 64., 64.], np.float32)  # centre (128, 128) ~ cell (12.06, 12.06)
-  lab = np.asarray(labels.atss_min_l2(ANCHORS5, gt, topk=9))
+  lab = np.asarray(MIN_L2(ANCHORS5, gt, topk=9))
   rows, cols, _ = np.nonzero(lab)
   assert lab.sum() >= 1
   assert rows.min() >= 11 and rows.max() <= 13 and cols.min() >= 11 and cols.max() <= 13
@@ -117,8 +124,8 @@ def test_max_iou_and_min_l2_differ():
   # tall shapes at the 9 nearest positions, which lowers the threshold and
   # lets the square anchors above and below the centre in as well.
   gt = np.array([100., 110., 60., 40.], np.float32)
-  a = positives(labels.atss_max_iou(ANCHORS5, gt))
-  b = positives(labels.atss_min_l2(ANCHORS5, gt))
+  a = positives(MAX_IOU(ANCHORS5, gt))
+  b = positives(MIN_L2(ANCHORS5, gt))
   assert a != b
   assert a < b
   assert {(11, 12, 2), (13, 12, 2)} <= b - a
@@ -126,7 +133,7 @@ def test_max_iou_and_min_l2_differ():
 
 def test_iou_threshold_labels_rule():
   for gt in GT_BOXES:
-    lab = np.asarray(labels.iou_threshold_labels(ANCHORS5, gt))
+    lab = np.asarray(IOU(ANCHORS5, gt))
     iou = np_iou(ANCHORS5, gt)
     best = np.unravel_index(np.argmax(iou), iou.shape)
     assert lab[best] == 1
@@ -139,7 +146,7 @@ def test_iou_threshold_labels_rule():
 
 def test_iou_threshold_best_anchor_positive_when_below_threshold():
   gt = np.array([120., 120., 16., 16.], np.float32)  # max IoU 256/4096 < 0.3
-  lab = np.asarray(labels.iou_threshold_labels(ANCHORS1, gt))
+  lab = np.asarray(IOU(ANCHORS1, gt))
   assert positives(lab) == {(12, 12, 0)}
   assert (lab == -1).sum() == 0
 
@@ -164,11 +171,12 @@ def test_onc_best_anchor_always_positive():
                                 labels.iou_threshold_labels, labels.onc_labels])
 def test_jit_vmap_over_batch_and_negative_pairs(fn):
   flags = jnp.array([True, False, True, True])
+  single = jax.jit(fn)
   batched = jax.jit(jax.vmap(lambda g, f: fn(ANCHORS5, g, positive=f)))(GT_BOXES, flags)
   assert batched.shape == (4, 25, 25, 5) and batched.dtype == jnp.int32
   for gt, flag, got in zip(GT_BOXES, np.asarray(flags), np.asarray(batched)):
     if flag:
-      np.testing.assert_array_equal(got, np.asarray(fn(ANCHORS5, gt)))
+      np.testing.assert_array_equal(got, np.asarray(single(ANCHORS5, gt)))
     else:
       np.testing.assert_array_equal(got, 0)  # negative pair: all negative
 
@@ -187,13 +195,13 @@ def test_box_targets_decode_to_gt():
 
 
 def test_gaussian_label_values_and_peak():
-  g = np.asarray(labels.gaussian_label(25, (12., 7.), 2.))
+  g = np.asarray(GAUSS(25, (12., 7.), 2.))
   assert g.shape == (25, 25)
   assert np.unravel_index(np.argmax(g), g.shape) == (7, 12)  # (row = y, col = x)
   assert g[7, 12] == 1.0
   np.testing.assert_allclose(g[7, 13], math.exp(-1 / 8), rtol=1e-6)  # d = 1, sigma = 2
   np.testing.assert_allclose(g[9, 14], math.exp(-8 / 8), rtol=1e-6)  # d^2 = 8
-  g2 = np.asarray(labels.gaussian_label((3, 5), (4., 0.), 1.))
+  g2 = np.asarray(GAUSS((3, 5), (4., 0.), 1.))
   assert g2.shape == (3, 5) and g2[0, 4] == 1.0
 
 
@@ -203,11 +211,11 @@ def test_ofr_and_onr_labels_centre_on_target():
   box = np.array([110., 130., 40., 40.], np.float32)
   cx, cy = labels.centre_in_cells(box, 8, 31.5)
   np.testing.assert_allclose([cx, cy], [12.3125, 14.8125])
-  g = np.asarray(labels.ofr_label(box, 25, 8, 31.5, 1.5))
+  g = np.asarray(OFR(box, 25, 8, 31.5, 1.5))
   assert g.max() == 1.0 and (g == 1.0).sum() == 1 and g[15, 12] == 1.0
-  assert not np.asarray(labels.ofr_label(box, 25, 8, 31.5, 1.5, positive=False)).any()
+  assert not np.asarray(OFR(box, 25, 8, 31.5, 1.5, positive=False)).any()
   # Online 32x32 grid (cell j at 8j + 0.5): centre (16.1875, 18.6875), not rounded.
-  o = np.asarray(labels.onr_label(box, 32, 8, 0.5, 0.9))
+  o = np.asarray(ONR(box, 32, 8, 0.5, 0.9))
   assert np.unravel_index(np.argmax(o), o.shape) == (19, 16)
   np.testing.assert_allclose(o[19, 16], math.exp(-0.5 * (0.1875**2 + 0.3125**2) / 0.81),
                              rtol=1e-5)

@@ -52,6 +52,11 @@ def _centre_inside(anchors, gt):
   return margin > _INSIDE_EPS
 
 
+def _centre_dist2(anchors, gt):
+  """(H, W, A) squared distance from each anchor centre to the GT centre."""
+  return jnp.square(anchors[..., 0] - gt[0]) + jnp.square(anchors[..., 1] - gt[1])
+
+
 def _atss_assign(iou, candidates, inside):
   """ATSS rule: candidates with IoU >= mean + std of the candidates, centre inside.
 
@@ -143,7 +148,7 @@ def atss_min_l2(anchors, gt_box, topk=9, positive=True):
   gt = _gt_cxcywh(gt_box)
   iou = boxes.iou_cxcywh(anchors, gt)
   a = iou.shape[-1]
-  d2 = jnp.square(anchors[..., 0] - gt[0]) + jnp.square(anchors[..., 1] - gt[1])
+  d2 = _centre_dist2(anchors, gt)
   per_shape = d2.reshape(-1, a).T  # (A, positions)
   if topk > per_shape.shape[1]:
     raise ValueError(f"atss_min_l2: topk={topk} > number of positions {per_shape.shape[1]}")
@@ -159,8 +164,9 @@ def iou_threshold_labels(anchors, gt_box, pos=0.6, neg=0.3, positive=True):
 
   IoU > ``pos`` -> 1, IoU < ``neg`` -> 0, otherwise -1 (ignored); in addition
   the anchor with the highest IoU is positive (on ties the one whose centre
-  is closest to the GT centre) whenever that IoU is > 0. pysot's random subsampling (16 positives / 48 negatives) is
-  not done: the focal loss normalises each class by its own count instead.
+  is closest to the GT centre) whenever that IoU is > 0. pysot's random
+  subsampling (16 positives / 48 negatives) is not done: the focal loss
+  normalises each class by its own count instead.
 
   Args:
     anchors: (H, W, A, 4) absolute (cx, cy, w, h) anchors.
@@ -177,7 +183,7 @@ def iou_threshold_labels(anchors, gt_box, pos=0.6, neg=0.3, positive=True):
   labels = jnp.where(iou > pos, 1, jnp.where(iou < neg, 0, -1)).astype(jnp.int32)
   # Best anchor; ties (a small GT inside several equal anchors) go to the
   # anchor whose centre is closest to the GT centre.
-  d2 = jnp.square(anchors[..., 0] - gt[0]) + jnp.square(anchors[..., 1] - gt[1])
+  d2 = _centre_dist2(anchors, gt)
   best_iou = jnp.max(iou)
   best_idx = jnp.argmax(jnp.where(iou >= best_iou, -d2, -jnp.inf).reshape(-1))
   best = (jnp.arange(iou.size) == best_idx).reshape(iou.shape)
@@ -273,7 +279,8 @@ _LABEL_FNS = {
 def select_label_fn(config_name):
   """OFC assigner named by config ``loss.ofc_assigner`` (paper Table 10).
 
-  Returns ``fn(anchors, gt_box, positive=True) -> (H, W, A)`` labels with the
+  Returns ``fn(anchors, gt_box, positive=True) -> (H, W, A)`` labels (pass
+  ``positive`` by keyword: the functions' other arguments differ) with the
   paper's defaults ('atss_max_iou': top-15 / top-11 by A, 'atss_min_l2':
   top-9 per shape, 'iou': 0.6 / 0.3).
   """
