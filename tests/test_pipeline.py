@@ -261,3 +261,20 @@ def test_default_config_keys():
   assert c.template_aug.shift == 4 and c.search_aug.shift == 64
   assert c.search_aug.scale == 0.18 and c.search_aug.blur == 0.2 and c.search_aug.gray == 0.05
   assert set(c.template_aug) == set(augment.AUG_KEYS)
+
+
+def test_grain_worker_processes_give_the_same_batches(tiny_config):
+  """Samples are a pure function of (seed, index), so worker processes change
+  nothing (the sample function and TFDS sources pickle into the workers)."""
+  from absl import flags
+  flags.FLAGS.mark_as_parsed()  # grain workers read absl flags
+  c, sources = tiny_config[0].copy_and_resolve_references(), tiny_config[1]
+  expected = next(_iterator(c, sources, start_step=5))
+  c.num_workers = 1
+  it = _iterator(c, sources, start_step=5)
+  try:
+    got = next(it)
+  finally:
+    it.close()
+  for k in expected:
+    np.testing.assert_array_equal(got[k], expected[k])

@@ -175,7 +175,7 @@ class SampleFn:
   # -- crops
   def _crops(self, rng, frame, box, template, search):
     """Template and/or search crop of one frame around `box` (one pad value)."""
-    pad = frame.reshape(-1, 3).mean(axis=0)
+    pad = augment.channel_mean(frame)
     s_z = augment.context_size(box, self.context)
     out = []
     if template:
