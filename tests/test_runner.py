@@ -276,3 +276,31 @@ def test_nanotrack_and_mil_on_real_frames(tmp_path, otb_sample):
   assert t["NanoTrack"]["auc"] > 0.6 and t["NanoTrack"]["precision"] > 0.9
   assert t["NanoTrack"]["auc"] > t["KeepFirstBox"]["auc"]
   assert 0.0 <= t["OpenCV-MIL"]["auc"] <= 1.0
+
+
+def test_absent_frames_fail_only_on_lasot(tmp_path):
+  n = 6
+  gt = np.tile([10.0, 10.0, 20.0, 20.0], (n, 1))
+  absent = np.array([False, False, True, True, False, False])
+  seq = Sequence("a", tuple(f"a/{i}.jpg" for i in range(n)), gt,
+                 absent=absent)
+  runner.run_one_pass(baselines.KeepFirstBox(), [seq], str(tmp_path),
+                      "LaSOT", read_frame=_reader({"a": 0}))
+  lasot = runner.score("LaSOT", [seq], str(tmp_path), ["KeepFirstBox"])
+  otb = runner.score("OTB100", [seq], str(tmp_path), ["KeepFirstBox"])
+  assert lasot["KeepFirstBox"]["success_rate_50"] == pytest.approx(4 / 6)
+  assert otb["KeepFirstBox"]["success_rate_50"] == 1.0
+
+
+def test_got10k_test_split_zip_and_no_score(tmp_path):
+  n = 4
+  boxes = np.full((n, 4), np.nan)
+  boxes[0] = [5, 5, 10, 10]
+  seq = Sequence("GOT-10k_Test_000001", tuple(f"g/{i}.jpg" for i in range(n)),
+                 boxes, one_based=False, attributes={"split": "test"})
+  report = runner.evaluate("got10k", [seq], str(tmp_path),
+                           trackers=[baselines.KeepFirstBox()],
+                           read_frame=_reader({seq.name: 0}))
+  assert report is None
+  with zipfile.ZipFile(tmp_path / "KeepFirstBox.zip") as zf:
+    assert f"{seq.name}/{seq.name}_001.txt" in zf.namelist()

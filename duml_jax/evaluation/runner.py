@@ -260,8 +260,9 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
     read_frame: ``(path, seq_name, index) -> uint8 RGB`` (default
       `duml_jax.data.frames.read_frame`).
     log_every_s: seconds between progress lines.
-    write_zip: write the submission zip (default: when the benchmark has
-      one, i.e. TrackingNet and GOT-10k test).
+    write_zip: write the submission zip (default: TrackingNet, and GOT-10k
+      when the name ends in "test" or every sequence has
+      ``attributes["split"] == "test"``).
 
   Returns:
     The tracker's result folder.
@@ -297,7 +298,11 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
                        runs * sum(len(s) - s.start_frame for s in todo),
                        log_every_s)
   _drive(tracker, jobs, _frame_reader(read_frame), progress)
-  if write_zip if write_zip is not None else fmt.submission_zip:
+  if write_zip is None:
+    write_zip = fmt.submission_zip or (
+        fmt.layout == writers.GOT10K and bool(sequences) and all(
+            s.attributes.get("split") == "test" for s in sequences))
+  if write_zip:
     path = writers.write_submission_zip(
         fmt, tracker_dir, [s.name for s in sequences],
         os.path.join(out_dir, f"{tracker.name}.zip"))
@@ -457,7 +462,12 @@ def _require_ground_truth(benchmark, sequences):
 
 
 def score_one_pass(sequences, tracker_dir, benchmark="OTB"):
-  """`metrics.one_pass_summary` of the ``<seq>.txt`` files in `tracker_dir`."""
+  """`metrics.one_pass_summary` of the ``<seq>.txt`` files in `tracker_dir`.
+
+  `Sequence.absent` frames count as failures only where the benchmark says
+  so (LaSOT, `writers.BenchmarkFormat.absent_fails`).
+  """
+  fmt = writers.benchmark_format(benchmark)
   _require_ground_truth(benchmark, sequences)
   curves = {}
   for s in sequences:
@@ -466,7 +476,8 @@ def score_one_pass(sequences, tracker_dir, benchmark="OTB"):
       raise ValueError(f"{tracker_dir}/{s.name}.txt: {len(pred)} boxes for "
                        f"{len(s)} frames")
     curves[s.name] = metrics.one_pass_curves(
-        pred, s.boxes, start_frame=s.start_frame, absent=s.absent)
+        pred, s.boxes, start_frame=s.start_frame,
+        absent=s.absent if fmt.absent_fails else None)
   out = metrics.one_pass_summary(curves)
   out["fps"] = _fps([writers.one_pass_paths(tracker_dir, s.name)[1]
                      for s in sequences])

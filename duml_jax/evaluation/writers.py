@@ -47,6 +47,9 @@ class BenchmarkFormat:
     submission_zip: whether a zip for an evaluation server is written.
     repetitions: result files per sequence (GOT-10k: 3).
     eao_range: VOT EAO sequence-length range, else None.
+    absent_fails: one-pass scoring counts `Sequence.absent` frames as
+      failures (LaSOT, as pysot); elsewhere absent frames with a box are
+      scored like any other (got10k; NaN boxes are always left out).
   """
   name: str
   layout: str
@@ -54,17 +57,21 @@ class BenchmarkFormat:
   submission_zip: bool = False
   repetitions: int = 1
   eao_range: Optional[tuple] = None
+  absent_fails: bool = False
 
 
 def benchmark_format(name):
   """The `BenchmarkFormat` for a benchmark name (case-insensitive).
 
   Known: OTB*, UAV*, NFS*, LaSOT*, TrackingNet*, GOT-10k[-val|-test]
-  (``got10k`` also accepted), VOT2016..VOT2019.
+  (``got10k`` also accepted), VOT2016..VOT2019, and ``vot`` (an unnamed
+  edition, scored with the VOT2018 EAO range).
   """
   from duml_jax.evaluation import metrics  # pylint: disable=g-import-not-at-top
   key = name.lower().replace("-", "").replace("_", "")
-  if key.startswith(("otb", "uav", "nfs", "lasot")):
+  if key.startswith("lasot"):
+    return BenchmarkFormat(name, ONE_PASS, absent_fails=True)
+  if key.startswith(("otb", "uav", "nfs")):
     return BenchmarkFormat(name, ONE_PASS)
   if key.startswith("trackingnet"):
     return BenchmarkFormat(name, ONE_PASS, "%.2f", submission_zip=True)
@@ -74,6 +81,9 @@ def benchmark_format(name):
   for edition, rng in metrics.EAO_RANGES.items():
     if key.startswith(edition.lower()):
       return BenchmarkFormat(name, VOT, "%.4f", eao_range=rng)
+  if key == "vot":
+    return BenchmarkFormat(name, VOT, "%.4f",
+                           eao_range=metrics.EAO_RANGES["VOT2018"])
   raise ValueError(f"unknown benchmark {name!r}: expected OTB*, UAV*, NFS*, "
                    f"LaSOT*, TrackingNet*, GOT-10k*, or one of "
                    f"{sorted(metrics.EAO_RANGES)}")
