@@ -20,6 +20,7 @@ Each sequence's files are written atomically when it finishes; on a rerun the
 finished sequences are skipped (resume). Per-frame time is the wall time of
 the batched tracker call divided by the number of lanes it advanced.
 """
+import concurrent.futures
 import dataclasses
 import os
 import time
@@ -154,10 +155,24 @@ def _hms(seconds):
   return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def _drive(tracker, jobs, read_frame, progress):
-  """Runs `jobs` on the tracker's lanes until all have finished."""
+def _drive(tracker, jobs, read_frame, progress, read_threads=0):
+  """Runs `jobs` on the tracker's lanes until all have finished.
+
+  With ``read_threads > 0`` the lanes' frames of one step are decoded by a
+  thread pool (OpenCV releases the GIL); results do not change.
+  """
   n = int(tracker.batch_size)
-  queue = iter(jobs)
+  pool = (concurrent.futures.ThreadPoolExecutor(read_threads)
+          if read_threads > 0 else None)
+  try:
+    _drive_lanes(tracker, n, iter(jobs), read_frame, progress, pool)
+  finally:
+    if pool is not None:
+      pool.shutdown(wait=True)
+
+
+def _drive_lanes(tracker, n, queue, read_frame, progress, pool):
+  """The lane loop of `_drive`."""
   lanes = [None] * n  # [job, pending request]
 
   def refill(i):
@@ -173,12 +188,13 @@ def _drive(tracker, jobs, read_frame, progress):
     init_frames, upd_frames = [None] * n, [None] * n
     init_boxes = np.zeros((n, 4))
     sizes = [None] * n
-    for i, lane in enumerate(lanes):
-      if lane is None:
-        continue
-      job, req = lane
-      path = job.seq.frames[req.frame]
-      img = read_frame(path, job.seq.name, req.frame)
+    busy = [i for i in range(n) if lanes[i] is not None]
+    args = [(lanes[i][0].seq.frames[lanes[i][1].frame], lanes[i][0].seq.name,
+             lanes[i][1].frame) for i in busy]
+    images = (pool.map(lambda a: read_frame(*a), args) if pool is not None
+              else (read_frame(*a) for a in args))
+    for i, img in zip(busy, images):
+      req = lanes[i][1]
       sizes[i] = (img.shape[1], img.shape[0])
       if isinstance(req, _Init):
         init_mask[i], init_frames[i], init_boxes[i] = True, img, req.box
@@ -220,6 +236,13 @@ def _check_names(sequences):
     raise ValueError(f"duplicate sequence names: {sorted(dup)}")
 
 
+def _threads(tracker, read_threads):
+  if read_threads is not None:
+    return int(read_threads)
+  n = int(tracker.batch_size)
+  return min(n, 8) if n > 1 else 0
+
+
 def _frame_reader(read_frame):
   return frames_lib.read_frame if read_frame is None else read_frame
 
@@ -247,7 +270,8 @@ def _one_pass_job(seq, runs):
 
 
 def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
-                 read_frame=None, log_every_s=10.0, write_zip=None):
+                 read_frame=None, log_every_s=10.0, write_zip=None,
+                 read_threads=None):
   """One-pass evaluation of `tracker` on `sequences` with resume.
 
   Args:
@@ -260,6 +284,8 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
     read_frame: ``(path, seq_name, index) -> uint8 RGB`` (default
       `duml_jax.data.frames.read_frame`).
     log_every_s: seconds between progress lines.
+    read_threads: threads decoding the lanes' frames (default
+      ``min(batch_size, 8)`` when there is more than one lane, else none).
     write_zip: write the submission zip (default: TrackingNet, and GOT-10k
       when the name ends in "test" or every sequence has
       ``attributes["split"] == "test"``).
@@ -297,7 +323,8 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
   progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
                        runs * sum(len(s) - s.start_frame for s in todo),
                        log_every_s)
-  _drive(tracker, jobs, _frame_reader(read_frame), progress)
+  _drive(tracker, jobs, _frame_reader(read_frame), progress,
+         _threads(tracker, read_threads))
   if write_zip is None:
     write_zip = fmt.submission_zip or (
         fmt.layout == writers.GOT10K and bool(sequences) and all(
@@ -371,7 +398,7 @@ def _vot_job(seq, runs, skip):
 
 def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
                      repetitions=1, skip_initialize=5, read_frame=None,
-                     log_every_s=10.0):
+                     log_every_s=10.0, read_threads=None):
   """VOT baseline experiment (vot-toolkit 0.9 ``SupervisedExperiment``).
 
   Each lane starts at frame 0 with the "preserve area" box of the ground
@@ -388,7 +415,7 @@ def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
     repetitions: runs per sequence (``<seq>_001.txt`` ...); the toolkit uses
       15 for stochastic trackers, 1 suffices for a deterministic one.
     skip_initialize: frames from failure to re-initialisation.
-    read_frame, log_every_s: as `run_one_pass`.
+    read_frame, log_every_s, read_threads: as `run_one_pass`.
 
   Returns:
     The tracker's result folder.
@@ -411,7 +438,8 @@ def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
                repetitions * len(s)) for s in todo)
   progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
                        repetitions * sum(len(s) for s in todo), log_every_s)
-  _drive(tracker, jobs, _frame_reader(read_frame), progress)
+  _drive(tracker, jobs, _frame_reader(read_frame), progress,
+         _threads(tracker, read_threads))
   return tracker_dir
 
 
