@@ -43,6 +43,11 @@ def test_got10k(tmp_path):
       _write(root / split / seq / "groundtruth.txt", gt)
       _write(root / split / seq / "absence.label", "0\n0\n0\n" if k == 0 else "0\n1\n0\n")
     _write(root / split / "list.txt", "GOT-10k_Train_000001\nGOT-10k_Train_000002\n")
+  # A listed sequence whose ground truth cannot be parsed is skipped, not fatal.
+  _jpg(root / "train" / "GOT-10k_Train_000003" / "00000001.jpg")
+  _write(root / "train" / "GOT-10k_Train_000003" / "groundtruth.txt", "1,2,oops\n")
+  _write(root / "train" / "list.txt",
+         "GOT-10k_Train_000001\nGOT-10k_Train_000002\nGOT-10k_Train_000003\n")
   b, recs = _build("got10k", root, tmp_path)
   assert set(b.info.splits) == {"train", "val"}
   r1, r2 = recs["GOT-10k_Train_000001"], recs["GOT-10k_Train_000002"]
@@ -54,6 +59,7 @@ def test_got10k(tmp_path):
   counts = b.info.metadata["counts_train"]
   assert counts["nonpositive_boxes"] == 1 and counts["nan_boxes"] == 1
   assert counts["absent_frames"] == 1 and counts["records"] == 2
+  assert counts["unreadable_annotations"] == 1
 
 
 def test_lasot_excludes_the_test_list_and_shifts_to_zero_based(tmp_path):

@@ -32,6 +32,8 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from duml_jax.data import benchmarks
+
 VERSION = tfds.core.Version("1.0.0")
 
 
@@ -44,37 +46,40 @@ class VideoAnnotation:
   present: np.ndarray          # (T,) bool: the dataset's own visibility flags
 
 
-def split_numbers(line):
-  """Numbers of one annotation line split on commas, tabs or spaces."""
-  return [float(v) for v in re.split(r"[,\s]+", line.strip()) if v]
-
-
-def read_box_file(path, one_based=False):
-  """(N, 4) float64 xywh boxes from a text file (comma/tab/space separated);
-  'NaN' entries stay NaN; 1-based files are shifted to 0-based."""
-  with open(path) as f:
-    rows = [split_numbers(l) for l in f if l.strip()]
-  bad = [i for i, r in enumerate(rows) if len(r) != 4]
-  if bad:
-    raise ValueError(f"{path}: line {bad[0] + 1} does not have 4 numbers")
-  boxes = np.asarray(rows, np.float64).reshape(-1, 4)
+def read_box_file(path, one_based=False, video_id=None, counts=None):
+  """(N, 4) float64 xywh boxes of a ground-truth file (comma/tab/space
+  separated, via `benchmarks.read_table`); NaN entries stay NaN; 1-based
+  files are shifted to 0-based. With `counts`, an unreadable file is logged,
+  counted as "unreadable_annotations" and gives None instead of raising."""
+  try:
+    boxes = benchmarks.read_table("training", video_id, os.fspath(path))
+  except benchmarks.BenchmarkError as e:
+    if counts is None:
+      raise
+    counts["unreadable_annotations"] += 1
+    logging.warning("skipping %s: %s", video_id, e)
+    return None
   if one_based:
     boxes[:, :2] -= 1.0
   return boxes
 
 
-def read_flags(path, n):
-  """Per-frame 0/1 flags, one per line or comma-separated on one line."""
+def read_flags(path, n, counts):
+  """Per-frame 0/1 flags (one per line, or comma-separated on one line) as a
+  (n,) bool array; a file of another length is cut / padded with False,
+  logged and counted as "flag_length_mismatch"."""
   with open(path) as f:
-    vals = [int(float(v)) for v in re.split(r"[,\s]+", f.read().strip()) if v]
+    vals = [float(v) > 0 for v in re.split(r"[,\s]+", f.read().strip()) if v]
   if len(vals) != n:
-    raise ValueError(f"{path}: {len(vals)} flags for {n} frames")
+    counts["flag_length_mismatch"] += 1
+    logging.warning("%s: %d flags for %d frames", path, len(vals), n)
+    vals = (vals + [False] * n)[:n]
   return np.asarray(vals, bool)
 
 
-def list_images(directory, exts=(".jpg", ".jpeg", ".png")):
-  """Image file names in `directory`, sorted by name."""
-  return sorted(f for f in os.listdir(directory) if f.lower().endswith(exts))
+def list_images(directory):
+  """Image file names (not paths) in `directory`, in natural order."""
+  return [os.path.basename(f) for f in benchmarks.list_images(os.fspath(directory))]
 
 
 def match_lengths(video_id, frames, boxes, counts):

@@ -36,9 +36,12 @@ with <split> in {train, val}."""
         counts["missing_sequences"] += 1
         continue
       frames = [f"{split}/{name}/{f}" for f in base.list_images(seq_dir)]
-      frames, boxes = base.match_lengths(name, frames, base.read_box_file(gt), counts)
+      boxes = base.read_box_file(gt, video_id=name, counts=counts)
+      if boxes is None:
+        continue
+      frames, boxes = base.match_lengths(name, frames, boxes, counts)
       present = np.ones(len(boxes), bool)
       absence = os.path.join(seq_dir, "absence.label")
       if os.path.isfile(absence):
-        present = ~base.read_flags(absence, len(present))
+        present = ~base.read_flags(absence, len(present), counts)
       yield base.VideoAnnotation(name, frames, boxes, present)

@@ -3,15 +3,13 @@ import os
 
 import numpy as np
 
+from duml_jax.data import benchmarks
 from duml_jax.data.builders import base
-
-TESTING_SET_FILE = os.path.join(os.path.dirname(__file__), "lasot_testing_set.txt")
 
 
 def testing_set():
-  """The 280 official LaSOT test sequence names."""
-  with open(TESTING_SET_FILE) as f:
-    return frozenset(l.strip() for l in f if l.strip() and not l.startswith("#"))
+  """The 280 official LaSOT test sequence names (`benchmarks.lasot_test_names`)."""
+  return frozenset(benchmarks.lasot_test_names())
 
 
 class DumlLasot(base.TrackingBuilder):
@@ -52,11 +50,13 @@ class DumlLasot(base.TrackingBuilder):
         counts["missing_sequences"] += 1
         continue
       frames = [f"{cls}/{name}/img/{f}" for f in base.list_images(os.path.join(seq_dir, "img"))]
-      frames, boxes = base.match_lengths(name, frames, base.read_box_file(gt, one_based=True),
-                                         counts)
+      boxes = base.read_box_file(gt, one_based=True, video_id=name, counts=counts)
+      if boxes is None:
+        continue
+      frames, boxes = base.match_lengths(name, frames, boxes, counts)
       present = np.ones(len(boxes), bool)
       for flag_file in ("full_occlusion.txt", "out_of_view.txt"):
         path = os.path.join(seq_dir, flag_file)
         if os.path.isfile(path):
-          present &= ~base.read_flags(path, len(boxes))
+          present &= ~base.read_flags(path, len(boxes), counts)
       yield base.VideoAnnotation(name, frames, boxes, present)

@@ -15,8 +15,10 @@ def otb_videos(root, prefix, counts):
       continue
     img_dir = os.path.join(root, name, "img")
     frames = [f"{prefix}{name}/img/{f}" for f in base.list_images(img_dir)]
-    frames, boxes = base.match_lengths(name, frames, base.read_box_file(gt, one_based=True),
-                                       counts)
+    boxes = base.read_box_file(gt, one_based=True, video_id=name, counts=counts)
+    if boxes is None:
+      continue
+    frames, boxes = base.match_lengths(name, frames, boxes, counts)
     yield base.VideoAnnotation(name, frames, boxes, np.ones(len(boxes), bool))
 
 

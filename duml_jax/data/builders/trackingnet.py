@@ -31,7 +31,10 @@ class DumlTrackingnet(base.TrackingBuilder):
         continue
       for anno in sorted(a for a in os.listdir(anno_dir) if a.endswith(".txt")):
         seq = anno[:-4]
-        boxes = base.read_box_file(os.path.join(anno_dir, anno))
+        boxes = base.read_box_file(os.path.join(anno_dir, anno), video_id=f"{chunk}/{seq}",
+                                   counts=counts)
+        if boxes is None:
+          continue
         frame_dir = os.path.join(root, chunk, "frames", seq)
         on_disk = set(os.listdir(frame_dir)) if os.path.isdir(frame_dir) else set()
         names = [f"{i}.jpg" for i in range(len(boxes))]
