@@ -1,0 +1,147 @@
+"""The DuML network: every form builds with the documented shapes; gradients through it."""
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import duml as duml_config
+from duml_jax import config_lib
+from duml_jax.models import duml
+
+OFFLINE = config_lib.OFFLINE_FORMS
+ONLINE = config_lib.ONLINE_FORMS
+PAIRS = [(a, b) for a, b in itertools.product(OFFLINE, ONLINE) if not a == b == "none"]
+
+
+def _tiny(off, on, **kw):
+  return duml.DuML(backbone_name="tiny", neck_channels=8, offline=off, online=on,
+                   online_spec=duml.OnlineSpec(feature_dim=8, train_iters=2), **kw)
+
+
+def _a(form):
+  return config_lib.num_anchors(form)
+
+
+@pytest.mark.parametrize("off,on", PAIRS)
+def test_every_form_and_pairing_has_documented_shapes(off, on):
+  """All 6 uni-modal forms and 9 pairings (+ 0 others) on 127/255 inputs (shapes only)."""
+  m = _tiny(off, on)
+  z = jax.ShapeDtypeStruct((2, 127, 127, 3), jnp.float32)
+  x = jax.ShapeDtypeStruct((2, 255, 255, 3), jnp.float32)
+  v = jax.eval_shape(lambda: duml.init_variables(m, jax.random.PRNGKey(0)))
+  out = jax.eval_shape(lambda v, z, x: m.apply(v, z, x), v, z, x)
+  a_box = max(_a(off), _a(on))
+  assert out["box"].shape == (2, 25, 25, a_box, 5)
+  if off == "none":
+    assert out["score"] is None
+  else:
+    assert out["score"].shape == (2, 25, 25, _a(off))
+  if on == "none":
+    assert "online" not in out
+  else:
+    assert out["online"].shape == (2, 25, 25, _a(on))
+    assert v["params"]["filter_init"] is not None
+
+
+def test_resnet50_paper_model_shapes_and_parameter_count():
+  cfg = duml_config.get_config("paper")
+  m = duml.build_model(cfg.model)
+  v = jax.eval_shape(lambda: duml.init_variables(m, jax.random.PRNGKey(0)))
+  z = jax.ShapeDtypeStruct((1, 127, 127, 3), jnp.float32)
+  x = jax.ShapeDtypeStruct((1, 255, 255, 3), jnp.float32)
+  zf = jax.eval_shape(lambda v, z: m.apply(v, z, method=duml.DuML.template), v, z)
+  xf = jax.eval_shape(lambda v, x: m.apply(v, x, method=duml.DuML.search), v, x)
+  assert [f.shape for f in zf["offline"]] == [(1, 8, 8, 256)] * 3
+  assert zf["online"].shape == (1, 16, 16, 256)
+  assert [f.shape for f in xf["offline"]] == [(1, 32, 32, 256)] * 3
+  assert xf["online"].shape == (1, 32, 32, 256)
+  out = jax.eval_shape(lambda v, z, x: m.apply(v, z, x), v, z, x)
+  assert out["score"].shape == (1, 25, 25, 5)
+  assert out["box"].shape == (1, 25, 25, 5, 5)
+  assert out["online"].shape == (1, 25, 25, 1)
+  n = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]))
+  from duml_jax.models import summary
+  assert summary.count_params(v["params"]) == n
+  # The ResNet-50 backbone up to layer4 (23,508,032) is most of it.
+  nb = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(v["params"]["backbone"]))
+  assert nb == 23_508_032
+  assert n > nb
+
+
+def test_search_319_gives_33x33_maps():
+  m = _tiny("OFC-5s", "ONR")
+  v = jax.eval_shape(lambda: duml.init_variables(m, jax.random.PRNGKey(0)))
+  out = jax.eval_shape(lambda v, z, x: m.apply(v, z, x), v,
+                       jax.ShapeDtypeStruct((1, 127, 127, 3), jnp.float32),
+                       jax.ShapeDtypeStruct((1, 319, 319, 3), jnp.float32))
+  assert out["score"].shape == (1, 33, 33, 5)
+  assert out["online"].shape == (1, 33, 33, 1)
+
+
+def test_forward_sequence_gradients_are_finite_for_all_params():
+  m = _tiny("OFC-5s", "ONR")
+  v = duml.init_variables(m, jax.random.PRNGKey(0))
+  k = jax.random.split(jax.random.PRNGKey(1), 3)
+  b, s, q = 1, 3, 2
+  sz = 255. * jax.random.uniform(k[0], (b, s, 127, 127, 3))
+  sx = 255. * jax.random.uniform(k[1], (b, s, 255, 255, 3))
+  qx = 255. * jax.random.uniform(k[2], (b, q, 255, 255, 3))
+  centres = jnp.full((b, s, 2), 127.5)
+
+  def loss(params):
+    out = m.apply({"params": params, "batch_stats": v["batch_stats"]}, sz, sx, centres, qx,
+                  method=duml.DuML.forward_sequence)
+    return (jnp.mean(out["online"] ** 2) + jnp.mean(jax.nn.sigmoid(out["score"]))
+            + jnp.mean(out["box"] ** 2))
+
+  grads = jax.jit(jax.grad(loss))(v["params"])
+  leaves = jax.tree_util.tree_leaves_with_path(grads)
+  for path, g in leaves:
+    assert np.all(np.isfinite(g)), jax.tree_util.keystr(path)
+  # The residual functions and the step length are trained through the inner loop.
+  res = grads["residual_fns"]
+  for name in ("label_weights", "mask_weights", "spatial_weights", "log_step_length",
+               "filter_reg"):
+    assert np.any(res[name] != 0), name
+  assert np.any(grads["online_features"]["fusion_weights"] != 0)
+
+
+def test_forward_sequence_online_iterates_and_onc_labels():
+  m = _tiny("none", "ONC-5s")
+  v = duml.init_variables(m, jax.random.PRNGKey(0))
+  b, s, q = 2, 3, 2
+  labels = -jnp.ones((b, s, 32, 32, 5)).at[:, :, 15, 15, 2].set(1).at[:, :, :3].set(0)
+  out = m.apply(v, jnp.ones((b, s, 127, 127, 3)), jnp.ones((b, s, 255, 255, 3)),
+                jnp.full((b, s, 2), 127.5), jnp.ones((b, q, 255, 255, 3)),
+                support_labels=labels, num_iter=3, method=duml.DuML.forward_sequence)
+  assert out["online"].shape == (b, 4, q, 25, 25, 5)
+  assert out["score"] is None and out["box"].shape == (b, q, 25, 25, 5, 5)
+
+
+def test_fuse_scores_broadcasts_over_anchors():
+  r = jnp.ones((2, 25, 25, 1))
+  a = jnp.zeros((2, 25, 25, 5))
+  f = duml.fuse_scores(r, a, 0.8)
+  assert f.shape == (2, 25, 25, 5)
+  np.testing.assert_allclose(f, 0.8)
+  assert duml.fuse_scores(None, a, 0.8) is a
+  assert duml.fuse_scores(r, None, 0.8) is r
+
+
+def test_template_crop_is_centred():
+  from duml_jax.models import neck
+  assert neck.template_crop(16, 8) == 4
+  feats = [jnp.arange(16.)[None, :, None, None] * jnp.ones((1, 16, 16, 1))]
+  c = neck.crop_template(feats, 8)[0]
+  np.testing.assert_allclose(c[0, :, 0, 0], np.arange(4, 12))
+
+
+def test_xcorr_depthwise_by_hand():
+  from duml_jax.models import heads
+  x = jnp.arange(16.).reshape(1, 4, 4, 1)
+  k = jnp.array([[1., 0.], [0., -1.]]).reshape(1, 2, 2, 1)
+  out = heads.xcorr_depthwise(x, k)
+  # out[i,j] = x[i,j] - x[i+1,j+1] = -5 everywhere (no kernel flip)
+  np.testing.assert_allclose(out, -5. * jnp.ones((1, 3, 3, 1)))
