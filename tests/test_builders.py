@@ -178,6 +178,7 @@ def test_youtube_bb_tracks_from_csv(tmp_path):
       "BBB,0,5,potted plant,1,present,0.1,0.2,0.1,0.3",
       "BBB,1000,5,potted plant,1,present,0.1,0.2,0.1,0.3",
       "BBB,2000,5,potted plant,1,present,0.1,0.2,0.1,0.3",  # frame not extracted
+      "BBB,3000,5,potted plant,1,present,0.1,zero,0.1,0.3",  # malformed
   ]
   _write(root / "yt_bb_detection_train.csv", "\n".join(rows) + "\n")
   for yid, cid, oid, ts in [("AAA", 0, 0, 1000), ("AAA", 0, 0, 2000), ("AAA", 0, 0, 3000),
@@ -191,6 +192,7 @@ def test_youtube_bb_tracks_from_csv(tmp_path):
   np.testing.assert_array_equal(a["valid"], [True, True, False])
   assert len(recs["BBB/5/1"]["frames"]) == 2
   assert b.info.metadata["counts_train"]["missing_frames"] == 1
+  assert b.info.metadata["counts_train"]["malformed_rows"] == 1
 
 
 def test_synthetic_builder_generates_and_indexes(tmp_path):

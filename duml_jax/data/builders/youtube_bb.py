@@ -43,10 +43,16 @@ with <split> in {train, validation}. Frames that failed to download may be missi
           counts["malformed_rows"] += 1
           continue
         r = dict(zip(CSV_COLUMNS, row))
+        try:
+          r["timestamp_ms"] = int(r["timestamp_ms"])
+          r["box"] = [float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")]
+        except ValueError:
+          counts["malformed_rows"] += 1
+          continue
         key = (r["youtube_id"], r["class_id"], r["object_id"])
         tracks.setdefault(key, []).append(r)
     for (yid, cid, oid), rows in tracks.items():
-      rows.sort(key=lambda r: int(r["timestamp_ms"]))
+      rows.sort(key=lambda r: r["timestamp_ms"])
       rel = [f"{split}/{yid}/{cid}/{oid}/{r['timestamp_ms']}.jpg" for r in rows]
       keep = [os.path.isfile(os.path.join(root, p)) for p in rel]
       counts["missing_frames"] += len(keep) - sum(keep)
@@ -56,7 +62,7 @@ with <split> in {train, validation}. Frames that failed to download may be missi
         continue
       with Image.open(os.path.join(root, rel[0])) as im:
         width, height = im.size
-      norm = np.array([[float(r[k]) for k in ("xmin", "ymin", "xmax", "ymax")] for r in rows])
+      norm = np.array([r["box"] for r in rows])
       boxes = np.stack([norm[:, 0] * width, norm[:, 1] * height,
                         (norm[:, 2] - norm[:, 0]) * width, (norm[:, 3] - norm[:, 1]) * height], 1)
       present = np.array([r["object_presence"] == "present" for r in rows], bool)
