@@ -60,7 +60,8 @@ def _hand_case():
 def test_one_pass_hand_worked():
   pred, gt = _hand_case()
   c = M.one_pass_curves(pred, gt)
-  expect = np.array([0.75] * 7 + [0.5] * 13 + [0.0])  # thresholds 0..0.3 | .35..
+  # thresholds 0 .. 0.3: 3 frames; 0.35 .. 0.95: 2 frames; 1.0: none.
+  expect = np.array([0.75] * 7 + [0.5] * 13 + [0.0])
   np.testing.assert_allclose(c.success, expect)
   assert M.one_pass_summary({"a": c})["auc"] == pytest.approx(11.75 / 21)
   # Precision counts error <= t: the 5 px frame is in at t = 5, out at t = 4.
@@ -230,7 +231,7 @@ def _random_region(rng):
 
 
 def _vot_region(v):
-  from vot.region.shapes import Polygon, Rectangle  # pylint: disable=g-import-not-at-top
+  from vot.region.shapes import Polygon, Rectangle  # pylint: disable=g-import-not-at-top,line-too-long
   v = np.asarray(v, np.float64)
   if v.size == 4:
     return Rectangle(*v)

@@ -128,7 +128,7 @@ def normalized_center_error(pred, gt):
 
 @dataclasses.dataclass(frozen=True)
 class OnePassCurves:
-  """Per-sequence curves: success (21,), precision (51,), norm_precision (51,)."""
+  """One sequence: success (21,), precision (51,), norm_precision (51,)."""
   success: np.ndarray
   precision: np.ndarray
   norm_precision: np.ndarray

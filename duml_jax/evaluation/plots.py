@@ -65,7 +65,10 @@ def save_plots(report, out_dir):
   bench = report["benchmark"]
   trackers = report["trackers"]
   layout = writers.benchmark_format(bench).layout
-  path = lambda f: os.path.join(out_dir, f)  # pylint: disable=unnecessary-lambda-assignment
+
+  def path(filename):
+    return os.path.join(out_dir, filename)
+
   if layout == writers.ONE_PASS:
     return [
         plot_curves(trackers, "success_curve", "auc",

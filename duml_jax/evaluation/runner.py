@@ -356,22 +356,11 @@ def vot_ground_truth(seq):
                     np.float64)
 
 
-def _file_coords(regions, one_based):
-  """0-based regions -> the benchmark file's coordinates."""
-  regions = np.array(regions, np.float64)
-  if one_based:
-    if regions.shape[-1] == 4:
-      regions[..., :2] += 1.0
-    else:
-      regions += 1.0
-  return regions
-
-
 def _vot_job(seq, runs, skip):
   """Supervised protocol; returns ([trajectory per run], times (N, runs))."""
   n = len(seq)
   gt = vot_ground_truth(seq)
-  gt_file = _file_coords(gt, seq.one_based)
+  gt_file = writers.to_file_coords(gt, seq.one_based)
   trajectories, all_times = [], np.zeros((n, runs))
   for r in range(runs):
     traj = [metrics.VOT_SKIPPED] * n
@@ -385,7 +374,8 @@ def _vot_job(seq, runs, skip):
         all_times[f, r] = step.seconds
         box = step.box
         ok = np.all(np.isfinite(box)) and metrics.vot_overlap(
-            _file_coords(box, seq.one_based), gt_file[f], step.size) > 0
+            writers.to_file_coords(box, seq.one_based), gt_file[f],
+            step.size) > 0
         if not ok:
           traj[f] = metrics.VOT_FAILURE
           f += skip
@@ -530,8 +520,8 @@ def score_got10k(sequences, tracker_dir, benchmark="GOT-10k"):
     else:
       visible = None
     ious[s.name] = metrics.got10k_sequence_ious(
-        [_file_coords(r, s.one_based) for r in runs],
-        _file_coords(s.boxes, s.one_based), visible=visible,
+        [writers.to_file_coords(r, s.one_based) for r in runs],
+        writers.to_file_coords(s.boxes, s.one_based), visible=visible,
         bound=image_size(s))
   out = metrics.got10k_summary(ious)
   out["fps"] = _fps([writers.got10k_paths(tracker_dir, s.name)[1]
@@ -545,10 +535,10 @@ def score_vot(sequences, tracker_dir, benchmark="VOT2018", burnin=10):
   stats = {}
   for s in sequences:
     runs = writers.read_vot(tracker_dir, s.name, one_based=s.one_based)
-    runs = [[e if np.isscalar(e) else _file_coords(e, s.one_based)
+    runs = [[e if np.isscalar(e) else writers.to_file_coords(e, s.one_based)
              for e in traj] for traj in runs]
     stats[s.name] = metrics.vot_sequence_stats(
-        runs, _file_coords(vot_ground_truth(s), s.one_based),
+        runs, writers.to_file_coords(vot_ground_truth(s), s.one_based),
         bounds=image_size(s), burnin=burnin)
   out = metrics.vot_summary(stats, fmt.eao_range)
   out["fps"] = _fps([writers.vot_paths(tracker_dir, s.name)[1]
@@ -557,7 +547,7 @@ def score_vot(sequences, tracker_dir, benchmark="VOT2018", burnin=10):
 
 
 def score(benchmark, sequences, out_dir, tracker_names):
-  """Scores every tracker folder ``out_dir/<name>`` -> report "trackers" dict."""
+  """Scores each folder ``out_dir/<name>``; returns the report's "trackers"."""
   layout = writers.benchmark_format(benchmark).layout
   fn = {writers.ONE_PASS: score_one_pass, writers.GOT10K: score_got10k,
         writers.VOT: score_vot}[layout]

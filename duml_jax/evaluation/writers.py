@@ -115,14 +115,19 @@ def _format_rows(rows, fmt):
   return "".join(",".join(fmt % v for v in row) + "\n" for row in rows)
 
 
-def _shift(boxes, one_based, sign):
-  boxes = np.array(boxes, np.float64, ndmin=2)
+def to_file_coords(regions, one_based, sign=1.0):
+  """0-based boxes (..., 4) or polygons (..., 8) -> the file's convention.
+
+  With ``one_based`` adds ``sign`` to x and y of boxes and to every polygon
+  coordinate (``sign=-1`` converts back); returns a float64 copy.
+  """
+  regions = np.array(regions, np.float64)
   if one_based:
-    if boxes.shape[1] == 4:
-      boxes[:, :2] += sign
+    if regions.shape[-1] == 4:
+      regions[..., :2] += sign
     else:
-      boxes += sign
-  return boxes
+      regions += sign
+  return regions
 
 
 def _load_rows(path):
@@ -146,7 +151,8 @@ def read_boxes_file(path, one_based=False):
   rows = _load_rows(path)
   if any(len(r) != 4 for r in rows):
     raise ValueError(f"{path}: expected 4 numbers per line")
-  return _shift(np.array(rows, np.float64).reshape(-1, 4), one_based, -1.0)
+  return to_file_coords(np.array(rows, np.float64).reshape(-1, 4),
+                        one_based, -1.0)
 
 
 def _write_times(path, times):
@@ -176,7 +182,7 @@ def write_one_pass(tracker_dir, seq_name, boxes, times, *, one_based,
   """Writes ``<seq>.txt`` and ``times/<seq>_time.txt``."""
   result, time_path = one_pass_paths(tracker_dir, seq_name)
   _write_times(time_path, times)
-  atomic_write_text(result, _format_rows(_shift(boxes, one_based, 1.0),
+  atomic_write_text(result, _format_rows(to_file_coords(boxes, one_based),
                                          box_format))
 
 
@@ -212,7 +218,7 @@ def write_got10k(tracker_dir, seq_name, runs, times, *, one_based,
   _write_times(time_path, times)
   for r, path in enumerate(paths):
     atomic_write_text(path, _format_rows(
-        _shift(runs[r % len(runs)], one_based, 1.0), box_format))
+        to_file_coords(runs[r % len(runs)], one_based), box_format))
 
 
 def read_got10k(tracker_dir, seq_name, *, one_based):
@@ -244,7 +250,8 @@ def format_vot_trajectory(trajectory, *, one_based, box_format="%.4f"):
     if np.isscalar(entry):
       lines.append(f"{int(entry)}\n")
     else:
-      lines.append(_format_rows(_shift(entry, one_based, 1.0), box_format))
+      lines.append(_format_rows(
+          to_file_coords(entry, one_based)[None], box_format))
   return "".join(lines)
 
 
@@ -272,7 +279,7 @@ def read_vot_trajectory(path, *, one_based):
         raise ValueError(f"{path}:{lineno}: unknown code {row[0]}")
       out.append(int(row[0]))
     elif len(row) in (4, 8):
-      out.append(_shift(row, one_based, -1.0)[0])
+      out.append(to_file_coords(row, one_based, -1.0))
     else:
       raise ValueError(f"{path}:{lineno}: expected 1, 4 or 8 numbers")
   return out
