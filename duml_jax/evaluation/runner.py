@@ -123,7 +123,6 @@ class _Job:
   seq: object
   gen: object
   finish: Callable
-  frames: int  # frames the tracker will see (for the ETA)
 
 
 class _Progress:
@@ -318,8 +317,7 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
     return finish
 
   todo = _pending(fmt, tracker_dir, sequences)
-  jobs = (_Job(s, _one_pass_job(s, runs), finisher(s),
-               runs * (len(s) - s.start_frame)) for s in todo)
+  jobs = (_Job(s, _one_pass_job(s, runs), finisher(s)) for s in todo)
   progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
                        runs * sum(len(s) - s.start_frame for s in todo),
                        log_every_s)
@@ -424,8 +422,8 @@ def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
     return finish
 
   todo = _pending(fmt, tracker_dir, sequences, repetitions)
-  jobs = (_Job(s, _vot_job(s, repetitions, skip_initialize), finisher(s),
-               repetitions * len(s)) for s in todo)
+  jobs = (_Job(s, _vot_job(s, repetitions, skip_initialize), finisher(s))
+          for s in todo)
   progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
                        repetitions * sum(len(s) for s in todo), log_every_s)
   _drive(tracker, jobs, _frame_reader(read_frame), progress,
