@@ -139,3 +139,25 @@ def test_nan_guard_keeps_last_good_state():
     np.testing.assert_array_equal(a, b)
   with pytest.raises(FloatingPointError, match="step 1"):
     parallel.raise_if_not_finite(metrics, int(state.step))
+
+
+def test_eval_step_averages_over_the_global_batch():
+  mesh = parallel.make_mesh()
+  state = parallel.replicate(_init_state(optax.sgd(0.0)), mesh)
+  model = BNNet()
+
+  def metrics_fn(params, batch_stats, batch):
+    out = model.apply({"params": params, "batch_stats": batch_stats}, batch["x"], train=False)
+    return {"mse": jnp.mean((out - batch["y"]) ** 2)}
+
+  data = _data(seed=3)
+  got = parallel.make_eval_step(metrics_fn, mesh)(state, parallel.shard_batch(data, mesh))
+  want = metrics_fn(state.params, state.batch_stats, data)
+  np.testing.assert_allclose(float(got["mse"]), float(want["mse"]), rtol=1e-6)
+
+
+def test_typed_key_is_stored_as_raw_key():
+  state = ts.create_train_state({"w": jnp.ones(())}, optax.sgd(0.1), jax.random.key(5))
+  assert state.rng.dtype == jnp.uint32 and state.rng.shape == (2,)
+  np.testing.assert_array_equal(np.asarray(state.rng), np.asarray(jax.random.PRNGKey(5)))
+  assert int(state.step) == 0 and state.batch_stats == {}

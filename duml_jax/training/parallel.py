@@ -157,6 +157,22 @@ def make_train_step(loss_fn: LossFn, mesh: Mesh, donate: bool = True):
   return train_step
 
 
+def make_eval_step(metrics_fn: Callable[[PyTree, PyTree, PyTree], Mapping[str, jax.Array]],
+                   mesh: Mesh):
+  """Builds `eval_step(state, batch) -> metrics`: `metrics_fn(params, batch_stats, batch)` per
+  device (BatchNorm in eval mode is the caller's choice), averaged over 'data'."""
+
+  def per_device(state, batch):
+    return lax.pmean(dict(metrics_fn(state.params, state.batch_stats, batch)), DATA_AXIS)
+
+  @jax.jit
+  def eval_step(state, batch):
+    return jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)),
+                         out_specs=P())(state, batch)
+
+  return eval_step
+
+
 def raise_if_not_finite(metrics: Mapping[str, Any], step: int) -> None:
   """Raises FloatingPointError naming `step` when the step's guard reported NaN/Inf."""
   if not bool(metrics["is_finite"]):
