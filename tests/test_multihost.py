@@ -132,7 +132,8 @@ def test_two_processes_train_identically(tmp_path):
     assert proc.returncode == 0, f"worker {i} failed (rc {proc.returncode}):\n{outputs[i]}"
 
   p0, p1 = (np.load(tmp_path / f"params_{i}.npz") for i in range(2))
-  assert sorted(p0.files) == sorted(p1.files) and len(p0.files) == 8  # 2 Dense, BN scale/bias, BN mean/var
+  # 2 Dense kernel/bias, BN scale/bias, BN mean/var.
+  assert sorted(p0.files) == sorted(p1.files) and len(p0.files) == 8
   for k in p0.files:
     np.testing.assert_array_equal(p0[k], p1[k], err_msg=k)
   ref = {jax.tree_util.keystr(p): v for p, v in jax.tree_util.tree_leaves_with_path(ref_params)}

@@ -4,7 +4,8 @@ clu's metric writers import TensorFlow, and neither `tensorboard` nor `tensorboa
 dependency here, so the event file is written directly. Its format (TFRecord framing of
 `tensorflow.Event` protobufs) is small and stable:
 
-  record  = uint64 length (LE) | uint32 masked_crc32c(length bytes) | data | uint32 masked_crc32c(data)
+  record  = uint64 length (LE) | uint32 masked_crc32c(length bytes)
+            | data | uint32 masked_crc32c(data)
   masked  = ((crc >> 15) | (crc << 17)) + 0xa282ead8  (mod 2^32), crc32c = Castagnoli polynomial
   Event   = 1: double wall_time, 2: int64 step, 3: string file_version, 5: Summary summary
   Summary = 1: repeated Value value;  Value = 1: string tag, 2: float simple_value

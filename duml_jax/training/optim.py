@@ -88,7 +88,8 @@ def make_schedule(optim_config: ml_collections.ConfigDict,
   warm = int(cfg.warmup_epochs)
   decay_epochs = int(cfg.num_epochs) - warm
   if warm > 0 and warmup_type == "step" and start <= 0:
-    raise ValueError(f"optim config key 'warmup_start_lr' must be > 0 for step warm-up, got {start}")
+    raise ValueError(f"optim config key 'warmup_start_lr' must be > 0 for step warm-up, "
+                     f"got {start}")
   if kind == "pysot" and (base <= 0 or end <= 0):
     raise ValueError(f"optim config keys 'base_lr'/'end_lr' must be > 0 for the log decay, "
                      f"got {base}/{end}")
