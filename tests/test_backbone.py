@@ -1,4 +1,4 @@
-"""Tests for the ResNet backbone (paper Appendix B) and the torchvision converter."""
+"""Tests for the ResNet backbone (paper Appendix B) and its torch converter."""
 import functools
 import json
 import os
@@ -215,7 +215,8 @@ def test_backbone_stage_of():
   assert backbone.backbone_stage_of(('layer3_5', 'conv2', 'kernel')) == 3
   assert backbone.backbone_stage_of(
       ('params', 'backbone', 'layer4_0', 'downsample_bn', 'bias')) == 4
-  assert backbone.backbone_stage_of(('params', 'neck', 'conv1', 'kernel')) is None
+  assert backbone.backbone_stage_of(
+      ('params', 'neck', 'conv1', 'kernel')) is None
   assert backbone.backbone_stage_of(('head', 'layer1_0')) is None
   params = {'backbone': _tiny_variables()['params'], 'neck': {'w': jnp.ones(2)}}
   labels = jax.tree_util.tree_map_with_path(
@@ -229,7 +230,7 @@ def test_backbone_stage_of():
 # -------------------------------------------------------- torch reference --
 
 def _torch_resnet(arch):
-  """A torchvision-equivalent ResNet (same state-dict keys) returning layer2-4."""
+  """torchvision-equivalent ResNet (same state-dict keys) giving layer2-4."""
   torch = pytest.importorskip('torch', reason=_TORCH_REASON)
   nn = torch.nn
 
@@ -347,7 +348,8 @@ def test_parity_with_torch_resnet(arch):
 
 def test_convert_reports_missing_unexpected_and_mismatched_keys():
   net_sd = {}
-  expected = torch_resnet._expected_leaves('tiny')  # pylint: disable=protected-access
+  # pylint: disable-next=protected-access
+  expected = torch_resnet._expected_leaves('tiny')
   rng = np.random.default_rng(0)
   for path, leaf in expected.items():
     shape = leaf.shape

@@ -1,4 +1,4 @@
-"""torchvision ResNet checkpoint -> flax variables of `duml_jax.models.backbone`.
+"""torchvision ResNet checkpoint -> flax variables of duml_jax.models.backbone.
 
 Usage:
   python -m duml_jax.convert.torch_resnet --input resnet50.pth --output DIR \
@@ -41,7 +41,7 @@ _META = 'meta.json'
 
 
 def _flax_path(torch_key: str) -> tuple[str, ...] | None:
-  """('params'|'batch_stats', module..., leaf) for a torch key; None if ignored."""
+  """(collection, module..., leaf) for a torch key; None if it is ignored."""
   parts = torch_key.split('.')
   if parts[0] == 'fc' or parts[-1] == 'num_batches_tracked':
     return None
@@ -240,7 +240,7 @@ def merge_backbone(model_variables: Mapping[str, Any],
 def load_pretrained_backbone(path: str | os.PathLike,
                              variables: Mapping[str, Any],
                              name: str = 'backbone') -> dict[str, Any]:
-  """`merge_backbone(variables, load_params(path))`: for config.model.pretrained."""
+  """merge_backbone(variables, load_params(path)), for model.pretrained."""
   return merge_backbone(variables, load_params(path), name=name)
 
 

@@ -24,7 +24,7 @@ Parameter names follow torchvision's state-dict keys: `conv1`, `bn1`, and block
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -269,7 +269,7 @@ def build_backbone(name: str, frozen_bn: bool = False,
 
 
 def feature_channels(name: str) -> tuple[int, int, int]:
-  """Channels of the (layer2, layer3, layer4) outputs of `build_backbone(name)`."""
+  """Channels of the (layer2, layer3, layer4) outputs of that backbone."""
   model = build_backbone(name)
   exp = model.block_cls.expansion
   return tuple(model.num_filters * 2**k * exp for k in (1, 2, 3))
@@ -312,7 +312,8 @@ def backbone_stage_label(path: Sequence[Any], other: str = 'other') -> str:
   """'conv1', 'layer1'..'layer4' for backbone parameters, `other` otherwise.
 
   Meant as the label function of `optax.multi_transform`:
-  `jax.tree_util.tree_map_with_path(lambda p, _: backbone_stage_label(p), params)`.
+  `jax.tree_util.tree_map_with_path(
+      lambda p, _: backbone_stage_label(p), params)`.
   """
   stage = backbone_stage_of(path)
   return other if stage is None else STAGE_NAMES[stage]
