@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import traverse_util
 
 from duml_jax.models import backbone as backbone_lib
 
@@ -80,28 +81,7 @@ def _expected_leaves(arch: str) -> dict[tuple[str, ...], Any]:
   abstract = jax.eval_shape(
       lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
                          train=False))
-  return _flatten(abstract)
-
-
-def _flatten(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()
-             ) -> dict[tuple[str, ...], Any]:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, Mapping):
-      out.update(_flatten(v, prefix + (k,)))
-    else:
-      out[prefix + (k,)] = v
-  return out
-
-
-def _unflatten(flat: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-  out: dict[str, Any] = {}
-  for path, v in flat.items():
-    node = out
-    for k in path[:-1]:
-      node = node.setdefault(k, {})
-    node[path[-1]] = v
-  return out
+  return traverse_util.flatten_dict(abstract)
 
 
 def convert_state_dict(state_dict: Mapping[str, Any], arch: str = 'resnet50'
@@ -153,7 +133,7 @@ def convert_state_dict(state_dict: Mapping[str, Any], arch: str = 'resnet50'
       lines.append(f'  shape mismatches ({len(mismatched)}): '
                    + '; '.join(mismatched))
     raise ValueError('\n'.join(lines))
-  return _unflatten(converted)
+  return traverse_util.unflatten_dict(converted)
 
 
 def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -184,7 +164,8 @@ def save_params(variables: Mapping[str, Any], out_dir: str | os.PathLike,
   """Writes backbone variables to out_dir/backbone.npz (+ meta.json)."""
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
-  flat = {'/'.join(p): np.asarray(v) for p, v in _flatten(variables).items()}
+  flat = traverse_util.flatten_dict(variables, sep='/')
+  flat = {k: np.asarray(v) for k, v in flat.items()}
   np.savez(out / _NPZ, **flat)
   meta = {'arch': arch, 'source': source,
           'num_params': backbone_lib.count_params(variables)}
@@ -199,7 +180,8 @@ def load_params(directory: str | os.PathLike) -> dict[str, Any]:
         f'{path} not found: config model.pretrained must name a directory '
         'written by `python -m duml_jax.convert.torch_resnet`')
   with np.load(path) as data:
-    return _unflatten({tuple(k.split('/')): data[k] for k in data.files})
+    return traverse_util.unflatten_dict({k: data[k] for k in data.files},
+                                        sep='/')
 
 
 def merge_backbone(model_variables: Mapping[str, Any],
@@ -219,8 +201,8 @@ def merge_backbone(model_variables: Mapping[str, Any],
     if col not in model_variables or name not in model_variables[col]:
       raise ValueError(f'model variables have no {col}/{name} subtree to '
                        'receive the pretrained backbone')
-    target = _flatten(model_variables[col][name])
-    source = _flatten(sub)
+    target = traverse_util.flatten_dict(model_variables[col][name])
+    source = traverse_util.flatten_dict(sub)
     for p in sorted(set(target) | set(source)):
       where = '/'.join((col, name) + p)
       if p not in source:
@@ -231,8 +213,8 @@ def merge_backbone(model_variables: Mapping[str, Any],
         raise ValueError(f'shape mismatch at {where}: pretrained '
                          f'{tuple(np.shape(source[p]))} vs model '
                          f'{tuple(target[p].shape)}')
-    new_sub = _unflatten({p: jnp.asarray(source[p], dtype=target[p].dtype)
-                          for p in target})
+    new_sub = traverse_util.unflatten_dict(
+        {p: jnp.asarray(source[p], dtype=target[p].dtype) for p in target})
     merged[col] = {**model_variables[col], name: new_sub}
   return merged
 
