@@ -1,0 +1,339 @@
+"""The DuML tracker as two pure jitted functions: `init` and `track`.
+
+Per frame (paper Section 3.2-3.3 and Appendix A "Tracking Algorithm"):
+
+1. Search crop of side ``s_x = s_z * search_size / 127`` around the last
+   centre (`crops`), network features, offline heads against the first
+   frame's template.
+2. Localisation (Eq. 1): ``s = mu s_robust + (1 - mu) s_accurate`` broadcast
+   over the anchors (`duml_jax.models.duml.fuse_scores`), with
+   ``s_accurate = sigmoid(offline logits)`` and ``s_robust`` the online score
+   map min-max normalised to [0, 1] (``online_norm='minmax'``, the rule of
+   DROL, the authors' earlier OFC + online tracker, anchors.md 4; ``'clip'``
+   clips the raw scores to [0, 1] instead). Uni-modal forms use their one
+   branch.
+3. SiamRPN++ post-processing (`postprocess`): penalty, Hann window, argmax,
+   box decoded with the anchors, score voting (Eq. 4-5, `voting`) or the
+   arg-max box, size smoothing, clipping.
+4. Online branch (DiMP semantics, anchors.md 3.4), on the *raw* online scores:
+   peak < ``not_found_threshold`` -> flag not_found (the frame is discarded:
+   no memory sample, no update); a second peak outside a window of
+   ``distractor_window`` x target size around the first, above
+   ``distractor_threshold`` x the first peak (and above the not-found
+   threshold) -> flag distractor: the sample is stored with rate
+   ``distractor_lr`` and ``distractor_iters`` SD-GN steps run at once;
+   otherwise the sample is stored with rate ``update_lr`` and
+   ``update_iters`` steps run on frames ``k * update_every`` after the first
+   (the init frame is frame 0). The box still comes from the fused map when
+   the target is judged lost (SiamRPN++ behaviour; DiMP would not move).
+   DiMP's "uncertain" case (two strong peaks resolved by distance) is not
+   used: the paper names only the distractor and lost cases.
+
+At init the first frame's search crop and its augmentations (`crops.
+init_augmentations`: identity, shifts, flip, blurs, rotations; the first
+``num_init_samples``) fill the fixed part of the memory (`memory`) and the
+filter ``initial_filter(template online features)`` is refined with
+``init_iters`` SD-GN steps (Eq. 8) over them, with the learned labels of
+`DuML.residual_maps` at each sample's target centre (ONC forms: the anchor
+labels of `duml_jax.training.labels.onc_labels`, as in training).
+
+Everything has static shapes and no Python branching on device values, so
+`jax.vmap` runs many sequences at once (`adapter`); Python branches only on
+the static form. Frames may be padded beyond their true size (the state's
+``image_size``). Boxes are [x, y, w, h] in 0-based continuous pixels
+(`duml_jax.boxes`).
+"""
+import dataclasses
+import functools
+from typing import Any, Optional, Tuple
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from duml_jax import anchors as anchors_lib
+from duml_jax import boxes as boxes_lib
+from duml_jax import config_lib
+from duml_jax.models import duml as duml_lib
+from duml_jax.models import online as online_lib
+from duml_jax.tracking import crops
+from duml_jax.tracking import memory as memory_lib
+from duml_jax.tracking import postprocess
+from duml_jax.tracking import voting
+from duml_jax.training import labels as labels_lib
+
+DuML = duml_lib.DuML
+
+FLAG_NORMAL, FLAG_NOT_FOUND, FLAG_DISTRACTOR = 0, 1, 2
+FLAG_NAMES = ("normal", "not_found", "distractor")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingParams:
+  """Hashable tracking hyper-parameters (`config.tracking` + model geometry)."""
+  mu: float
+  score_voting: bool
+  voting_sigma: float
+  voting_eps: float
+  context_amount: float
+  search_size: int
+  penalty_k: float
+  window_influence: float
+  lr: float
+  min_size: float
+  memory_size: int
+  num_init_samples: int
+  init_iters: int
+  update_every: int
+  update_iters: int
+  update_lr: float
+  distractor_iters: int
+  distractor_lr: float
+  init_samples_min_weight: float
+  not_found_threshold: float
+  distractor_threshold: float
+  distractor_window: float
+  exemplar_size: int
+  stride: int
+  box_anchor_shapes: Tuple[Tuple[float, float], ...]
+  online_anchor_shapes: Tuple[Tuple[float, float], ...]
+  onc_pos_iou: float = 0.8
+  onc_neg_iou: float = 0.3
+  online_norm: str = "minmax"   # minmax | clip
+
+
+_TYPES = {"search_size": int, "memory_size": int, "num_init_samples": int, "init_iters": int,
+          "update_every": int, "update_iters": int, "distractor_iters": int,
+          "score_voting": bool, "online_norm": str}
+
+
+def tracking_params(config, benchmark: Optional[str] = None, **overrides) -> TrackingParams:
+  """`TrackingParams` of a full config, with `tracking.benchmarks[benchmark]` overrides.
+
+  An unknown benchmark name gets the defaults (with a warning). Keyword
+  `overrides` (field=value) are applied last.
+  """
+  t = dict(config.tracking)
+  bench = t.pop("benchmarks", {}) or {}
+  if benchmark is not None:
+    if benchmark in bench:
+      t.update(dict(bench[benchmark]))
+    else:
+      logging.warning("tracking.benchmarks has no entry %r (known: %s): default "
+                      "tracking parameters", benchmark, sorted(bench))
+  t.update(overrides)
+  m = config.model
+  stride = int(m.stride)
+  box_ratios = config_lib.anchor_ratios(m)
+  n = len(m.anchor_ratios)
+  on_ratios = (tuple(m.anchor_ratios) if config_lib.num_anchors(m.online, n) > 1 else (1.0,))
+  shapes = lambda r: tuple(tuple(float(v) for v in s) for s in
+                           anchors_lib.anchor_shapes(r, m.anchor_scales, stride))
+  t.update(exemplar_size=int(m.exemplar_size), stride=stride,
+           box_anchor_shapes=shapes(box_ratios), online_anchor_shapes=shapes(on_ratios))
+  if "loss" in config:
+    t.setdefault("onc_pos_iou", float(config.loss.onc_pos_iou))
+    t.setdefault("onc_neg_iou", float(config.loss.onc_neg_iou))
+  kwargs = {}
+  for f in dataclasses.fields(TrackingParams):
+    if f.name in t:
+      v = t.pop(f.name)
+      kwargs[f.name] = _TYPES[f.name](v) if f.name in _TYPES else (
+          float(v) if isinstance(v, (int, float)) else v)
+    elif f.default is dataclasses.MISSING:
+      raise ValueError(f"config.tracking.{f.name} is missing")
+  if t:
+    raise ValueError(f"config.tracking: unknown keys {sorted(t)}")
+  if kwargs.get("online_norm", "minmax") not in ("minmax", "clip"):
+    raise ValueError(f"tracking.online_norm={kwargs['online_norm']!r}; allowed: minmax, clip")
+  if (kwargs["search_size"] - kwargs["exemplar_size"]) % stride:
+    raise ValueError(f"tracking.search_size={kwargs['search_size']}: search - exemplar "
+                     f"must be a multiple of the stride {stride}")
+  return TrackingParams(**kwargs)
+
+
+@flax.struct.dataclass
+class TrackerState:
+  centre: jnp.ndarray          # (2,) target centre (x, y), frame pixels
+  size: jnp.ndarray            # (2,) target (w, h)
+  image_size: jnp.ndarray      # (2,) true frame (W, H)
+  mean: jnp.ndarray            # (3,) first frame's channel mean (crop padding)
+  z_offline: Tuple[Any, ...]   # 3 x (t, t, C) template features
+  filter: Optional[jnp.ndarray]               # (k, k, D, A_on) online filter
+  memory: Optional[memory_lib.Memory]         # online sample memory
+  frame: jnp.ndarray           # () int32, frames tracked since init
+  num_updates: jnp.ndarray     # () int32, filter optimisations since init
+
+
+def _check(model: DuML, tcfg: TrackingParams):
+  if len(tcfg.box_anchor_shapes) != model.a_box:
+    raise ValueError(f"TrackingParams has {len(tcfg.box_anchor_shapes)} box anchors, the "
+                     f"model's box head {model.a_box}: build both from the same config")
+  if model.a_on and len(tcfg.online_anchor_shapes) != model.a_on:
+    raise ValueError(f"TrackingParams has {len(tcfg.online_anchor_shapes)} online anchors, "
+                     f"the model's online branch {model.a_on}")
+
+
+def _online_targets(model, variables, tcfg, mem_boxes, grid: int):
+  """Label, mask, spatial weight (M, G, G, 1|A), step length and regulariser of the samples."""
+  cells = online_lib.box_centre_to_cell(mem_boxes[:, :2], tcfg.stride)
+  maps, step, reg = model.apply(variables, cells, grid, method=DuML.residual_maps)
+  label, weight = maps["label"], maps["weight"]
+  if model.online.startswith("ONC"):
+    c = tcfg.stride * (grid // 2) + 0.5      # online cell j sits at crop pixel 8 j + 0.5
+    anchors = anchors_lib.anchor_grid(grid, tcfg.stride, tcfg.online_anchor_shapes, (c, c))
+    xywh = boxes_lib.cxcywh_to_xywh(mem_boxes)
+    lab = jax.vmap(lambda b: labels_lib.onc_labels(
+        anchors, b, tcfg.onc_pos_iou, tcfg.onc_neg_iou))(xywh)
+    label = (lab == 1).astype(label.dtype)
+    weight = weight * (lab >= 0).astype(weight.dtype)
+  return label, maps["mask"], weight, step, reg
+
+
+def _optimise(model, variables, tcfg, filt, mem, num_iter, max_iter: Optional[int] = None):
+  """SD-GN steps (Eq. 8) of the filter over the memory (static or masked count)."""
+  grid = mem.feats.shape[1]
+  label, mask, weight, step, reg = _online_targets(model, variables, tcfg, mem.boxes, grid)
+  if max_iter is None:
+    final, _, _ = online_lib.optimize_filter(filt, mem.feats, label, mask, weight,
+                                             mem.weights, step, reg, num_iter)
+    return final
+  return online_lib.optimize_filter_masked(filt, mem.feats, label, mask, weight,
+                                           mem.weights, step, reg, num_iter, max_iter)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def init(model: DuML, variables, tcfg: TrackingParams, frame, box, image_size) -> TrackerState:
+  """Tracker state on the first frame.
+
+  Args:
+    model, tcfg: static.
+    variables: the model's {'params', 'batch_stats'}.
+    frame: (H, W, 3) uint8 RGB, possibly padded beyond `image_size`.
+    box: (4,) [x, y, w, h] 0-based.
+    image_size: (2,) true (W, H) of the frame.
+  """
+  _check(model, tcfg)
+  box = jnp.asarray(box, jnp.float32)
+  image_size = jnp.asarray(image_size, jnp.float32)
+  centre, size = box[:2] + box[2:] / 2., box[2:]
+  mean = crops.channel_mean(frame, image_size)
+  s_z, s_x, scale_z = crops.crop_scales(size, tcfg.context_amount, tcfg.exemplar_size,
+                                        tcfg.search_size)
+  z = crops.crop(frame, mean, image_size, centre, s_z, tcfg.exemplar_size)
+  zf = model.apply(variables, z[None], method=DuML.template)
+  filt = mem = None
+  if model.a_on:
+    augs = crops.init_augmentations(tcfg.num_init_samples, tcfg.search_size)
+    xs = jax.vmap(lambda a: crops.crop(frame, mean, image_size, centre, s_x,
+                                       tcfg.search_size, a))(augs)
+    x_online = model.apply(variables, xs, method=DuML.search)["online"]
+    half = tcfg.search_size / 2.
+    plain = jnp.concatenate([jnp.array([half, half]), size * scale_z])
+    sample_boxes = jax.vmap(lambda a: crops.augment_box(plain, a, tcfg.search_size))(augs)
+    mem = memory_lib.create(x_online, sample_boxes, tcfg.memory_size)
+    filt0 = model.apply(variables, zf["online"], method=DuML.initial_filter)[0]
+    filt = _optimise(model, variables, tcfg, filt0, mem, tcfg.init_iters)
+  return TrackerState(
+      centre=centre, size=size, image_size=image_size, mean=mean,
+      z_offline=tuple(f[0] for f in zf["offline"]), filter=filt, memory=mem,
+      frame=jnp.zeros((), jnp.int32), num_updates=jnp.zeros((), jnp.int32))
+
+
+def normalise_online(raw, how: str):
+  """Online scores to [0, 1]: min-max over the map ('minmax') or clipped ('clip')."""
+  if how == "clip":
+    return jnp.clip(raw, 0., 1.)
+  lo, hi = jnp.min(raw), jnp.max(raw)
+  return (raw - lo) / jnp.maximum(hi - lo, 1e-6)
+
+
+def localisation_flag(raw, target_wh_crop, tcfg: TrackingParams):
+  """normal / not_found / distractor from the raw online scores (S, S, A) (DiMP's rule)."""
+  cell = jnp.max(raw, axis=-1)
+  s = cell.shape[0]
+  peak1 = jnp.max(cell)
+  r1, c1 = jnp.unravel_index(jnp.argmax(cell), cell.shape)
+  half = 0.5 * tcfg.distractor_window * target_wh_crop / tcfg.stride   # (x, y) cells
+  rows, cols = jnp.arange(s)[:, None], jnp.arange(s)[None, :]
+  near = (jnp.abs(cols - c1) <= half[0]) & (jnp.abs(rows - r1) <= half[1])
+  peak2 = jnp.max(jnp.where(near, -jnp.inf, cell))
+  not_found = peak1 < tcfg.not_found_threshold
+  distractor = ((peak2 > tcfg.distractor_threshold * peak1) &
+                (peak2 > tcfg.not_found_threshold))
+  return jnp.where(not_found, FLAG_NOT_FOUND,
+                   jnp.where(distractor, FLAG_DISTRACTOR, FLAG_NORMAL)).astype(jnp.int32)
+
+
+def _localise(model, tcfg, heads, raw_online, target_wh):
+  """Fused map, decoded boxes, best index, box at crop scale, smoothing rate, score."""
+  box_map = heads["box"][0]                                   # (S, S, A_box, 5)
+  s, a_box = box_map.shape[0], box_map.shape[2]
+  s_acc = jax.nn.sigmoid(heads["score"][0]) if model.a_off else None
+  s_rob = None if raw_online is None else normalise_online(raw_online, tcfg.online_norm)
+  fused = jnp.broadcast_to(duml_lib.fuse_scores(s_rob, s_acc, tcfg.mu), (s, s, a_box))
+  anchors = postprocess.anchor_offsets(s, tcfg.stride, tcfg.box_anchor_shapes)
+  pred = postprocess.decode_boxes(box_map, anchors)
+  window = postprocess.hann_window(s, a_box)
+  best, penalty, _ = postprocess.select(fused, pred, target_wh, window, tcfg.penalty_k,
+                                        tcfg.window_influence)
+  flat_pred, flat_score = pred.reshape(-1, 4), fused.reshape(-1)
+  if tcfg.score_voting:
+    iou_pred = jax.nn.sigmoid(box_map[..., 4]).reshape(-1)
+    box_crop = voting.score_voting(flat_pred, flat_score, iou_pred, best,
+                                   tcfg.voting_sigma, tcfg.voting_eps)
+  else:
+    box_crop = flat_pred[best]
+  lr = penalty.reshape(-1)[best] * flat_score[best] * tcfg.lr
+  return box_crop, lr, flat_score[best]
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+  """One frame: (new state, {'box': (4,) xywh, 'score', 'flag', 'iters'}).
+
+  ``iters`` is the number of SD-GN steps run on this frame (0 when none).
+  """
+  _check(model, tcfg)
+  _, s_x, scale_z = crops.crop_scales(state.size, tcfg.context_amount, tcfg.exemplar_size,
+                                      tcfg.search_size)
+  x = crops.crop(frame, state.mean, state.image_size, state.centre, s_x, tcfg.search_size)
+  xf = model.apply(variables, x[None], method=DuML.search)
+  zf = {"offline": [f[None] for f in state.z_offline]}
+  heads = model.apply(variables, zf, xf, method=DuML.offline_heads)
+  raw = None
+  if model.a_on:
+    raw = online_lib.online_scores(state.filter[None], xf["online"], duml_lib.ONLINE_CROP)[0]
+  target_wh = state.size * scale_z
+  box_crop, lr, score = _localise(model, tcfg, heads, raw, target_wh)
+  centre, size = postprocess.update_target(state.centre, state.size, box_crop, scale_z, lr,
+                                           state.image_size, tcfg.min_size)
+  frame_idx = state.frame + 1
+  flag = jnp.asarray(FLAG_NORMAL, jnp.int32)
+  iters = jnp.asarray(0, jnp.int32)
+  filt, mem = state.filter, state.memory
+  if model.a_on:
+    flag = localisation_flag(raw, target_wh, tcfg)
+    not_found, distractor = flag == FLAG_NOT_FOUND, flag == FLAG_DISTRACTOR
+    half = tcfg.search_size / 2.
+    sample_box = jnp.concatenate([half + (centre - state.centre) * scale_z, size * scale_z])
+    rate = jnp.where(distractor, tcfg.distractor_lr, tcfg.update_lr)
+    mem = memory_lib.add(mem, xf["online"][0], sample_box, rate, ~not_found,
+                         tcfg.num_init_samples, tcfg.init_samples_min_weight)
+    scheduled = (frame_idx % tcfg.update_every) == 0
+    iters = jnp.where(not_found, 0, jnp.where(
+        distractor, tcfg.distractor_iters,
+        jnp.where(scheduled, tcfg.update_iters, 0))).astype(jnp.int32)
+    max_iter = max(tcfg.update_iters, tcfg.distractor_iters)
+    if max_iter > 0:
+      filt = lax.cond(iters > 0,
+                      lambda f: _optimise(model, variables, tcfg, f, mem, iters, max_iter),
+                      lambda f: f, filt)
+  new_state = state.replace(centre=centre, size=size, filter=filt, memory=mem,
+                            frame=frame_idx,
+                            num_updates=state.num_updates + (iters > 0).astype(jnp.int32))
+  out = {"box": jnp.concatenate([centre - size / 2., size]), "score": score,
+         "flag": flag, "iters": iters}
+  return new_state, out
