@@ -1,0 +1,432 @@
+"""NanoTrack's tracking loop as pure jitted functions (crop on device).
+
+Per frame (NanoTrack's python tracker and OpenCV's ``cv2.TrackerNano``,
+modules/video/src/tracking/tracker_nano.cpp, read for the formulas):
+
+1. Search crop: a square of side ``s_x = s_z * 255 / 127`` around the last
+   centre, where ``s_z = sqrt((w + a (w + h)) (h + a (w + h)))`` is the
+   context-padded target size (a = ``context_amount``), resized to 255x255
+   (bilinear; pixels outside the frame take the channel mean). The scale
+   factor crop/frame is ``scale_z = 127 / s_z``.
+2. Network: search features -> head with the template features of frame 0
+   -> foreground probability ``softmax(cls)[..., 1]`` and distances
+   ``(l, t, r, b)`` from the grid points ``p_ij = ((j, i) - 8) * 16`` (crop
+   pixels, relative to the crop centre): box centre ``p + ((r - l), (b - t)) / 2``,
+   size ``(l + r, t + b)``.
+3. Penalties: ``s_c = max(q, 1/q)`` with ``q = S(pred) / S(target in crop)``,
+   ``S(w, h) = sqrt((w + (w+h)/2) (h + (w+h)/2))``; ``r_c = max(q, 1/q)`` with
+   ``q = (w/h)_target / (w/h)_pred``; ``penalty = exp(-(r_c s_c - 1) k)``;
+   ``pscore = (1 - wi) penalty * score + wi * window`` (Hanning window).
+4. ``best = argmax pscore``; centre moves by the best box's offset / scale_z;
+   size is smoothed with ``lr' = penalty * score * lr`` at ``best``; the centre
+   is clipped to the frame and the size to ``[min_size, frame side]``.
+
+The crop runs on device (`crop_window`): separable bilinear sampling with the
+out-of-frame taps replaced by the (rounded) channel mean and the result
+rounded to integers, as OpenCV's uint8 ``resize`` of a mean-padded frame. It
+is not bit-exact with OpenCV's fixed-point resize (differences of one grey
+level), which the parity tests show does not matter.
+
+``cfg.opencv_compat = True`` (the `default_config`) reproduces
+``cv2.TrackerNano`` including its quirks, listed so they can be switched off:
+integer crop sizes (template ``int(s_z)``; search ``int(2 * s_z)`` because
+``255 / 127`` is an integer division there, with ``w + h`` truncated to int
+in ``s_z``); crop origin ``int(c) - (size + 1) // 2`` with edge-clamped
+bilinear resize inside the crop; the scale-penalty reference ``S(cx, cy)``
+of the target *centre* (not its size); the window
+``sqrt(hann x hann)`` (``cv2.createHanningWindow``); padding with each frame's
+own mean. With ``opencv_compat = False`` the crop is the exact continuous
+window of side ``s`` centred on the target, the reference is the target size
+in the crop, the window is ``hann x hann`` and the padding value is the first
+frame's mean (NanoTrack's python tracker, without its rounding of crop sizes).
+
+Channels: frames are uint8 RGB (`duml_jax.data.frames.read_frame`).
+``cfg.network_channels`` is the order the *network* receives: NanoTrack was
+trained on BGR (cv2.imread) frames, but ``cv2.TrackerNano`` called on BGR
+frames gives the network RGB (``blobFromImage(..., swapRB=true)``), so the
+OpenCV-reproducing config uses 'rgb'.
+
+Boxes are ``[x, y, w, h]`` floats in the library's 0-based continuous
+convention (`duml_jax.boxes`); centre ``x + w / 2``. (cv2 takes and returns
+``int`` boxes: ``int(cx - w/2), int(cy - h/2), int(w), int(h)``.)
+"""
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from duml_jax.models import nanotrack as nt
+
+
+def default_config():
+  """Hyper-parameters of ``cv2.TrackerNano`` (OpenCV 4.7+ / 5.0)."""
+  return ml_collections.ConfigDict(dict(
+      version='v2',
+      exemplar_size=127,
+      instance_size=255,
+      total_stride=16,
+      score_size=16,
+      context_amount=0.5,
+      window_influence=0.455,
+      penalty_k=0.055,
+      lr=0.37,
+      min_size=10.,
+      network_channels='rgb',
+      opencv_compat=True,
+  ))
+
+
+def nanotrack_v2_config():
+  """NanoTrack's own v2 values (SiamTrackers models/config/configv2.yaml)."""
+  cfg = default_config()
+  cfg.window_influence = 0.49
+  cfg.penalty_k = 0.15
+  cfg.lr = 0.385
+  cfg.network_channels = 'bgr'
+  cfg.opencv_compat = False
+  return cfg
+
+
+class _Cfg(NamedTuple):
+  """Hashable copy of the config (a static argument of the jitted steps)."""
+  version: str
+  exemplar_size: int
+  instance_size: int
+  total_stride: int
+  score_size: int
+  context_amount: float
+  window_influence: float
+  penalty_k: float
+  lr: float
+  min_size: float
+  network_channels: str
+  opencv_compat: bool
+
+
+def _freeze(cfg):
+  d = dict(cfg)
+  for k in d:
+    if k not in _Cfg._fields:
+      raise KeyError(f'nanotrack tracker config: unknown key {k!r}')
+  missing = [k for k in _Cfg._fields if k not in d]
+  if missing:
+    raise KeyError(f'nanotrack tracker config: missing keys {missing}')
+  if d['network_channels'] not in ('rgb', 'bgr'):
+    raise ValueError("nanotrack tracker config: network_channels must be 'rgb' "
+                     f"or 'bgr', got {d['network_channels']!r}")
+  if d['version'] not in nt.VERSIONS:
+    raise ValueError(f'nanotrack tracker config: version {d["version"]!r} not '
+                     f'in {nt.VERSIONS}')
+  return _Cfg(**{k: d[k] for k in _Cfg._fields})
+
+
+class NanoState(NamedTuple):
+  """Tracker state (a pytree).
+
+  Attributes:
+    z_feat: (1, 8, 8, C) template features of the first frame.
+    center: (2,) target centre (cx, cy), 0-based continuous pixels.
+    size: (2,) target (w, h).
+    mean: (3,) padding value (first frame's rounded channel mean, in the
+      frame's RGB order; unused when opencv_compat pads with each frame's).
+  """
+  z_feat: jnp.ndarray
+  center: jnp.ndarray
+  size: jnp.ndarray
+  mean: jnp.ndarray
+
+
+def channel_mean(frame):
+  """Rounded per-channel mean of an (H, W, 3) frame (cv2 pads uint8)."""
+  return jnp.round(jnp.mean(frame.astype(jnp.float32), axis=(0, 1)))
+
+
+def crop_window(frame, x0, y0, side, out_size, fill):
+  """Bilinear resample of the square window [x0, x0+side)^2 to out_size^2.
+
+  Output pixel i samples frame pixel coordinate ``x0 + (i + .5) side / out - .5``
+  (pixel k centred at k; cv2.resize's mapping), so the window may start and
+  end at fractional pixels. Frame pixels outside the frame read as ``fill``;
+  the result is rounded and clipped to 0..255 like a uint8 image.
+
+  Args:
+    frame: (H, W, 3) array. x0, y0, side: scalars (traced is fine).
+    out_size: static int. fill: (3,).
+  Returns:
+    (out_size, out_size, 3) float32.
+  """
+  frame = frame.astype(jnp.float32)
+  h, w = frame.shape[:2]
+  i = jnp.arange(out_size, dtype=jnp.float32)
+
+  def taps(origin, n):
+    src = origin + (i + 0.5) * side / out_size - 0.5
+    lo = jnp.floor(src)
+    frac = src - lo
+    lo = lo.astype(jnp.int32)
+    hi = lo + 1
+    return (jnp.clip(lo, 0, n - 1), (lo >= 0) & (lo < n),
+            jnp.clip(hi, 0, n - 1), (hi >= 0) & (hi < n), frac)
+
+  ylo, yvlo, yhi, yvhi, fy = taps(y0, h)
+  xlo, xvlo, xhi, xvhi, fx = taps(x0, w)
+  rows_lo = jnp.where(yvlo[:, None, None], frame[ylo], fill)
+  rows_hi = jnp.where(yvhi[:, None, None], frame[yhi], fill)
+  rows = rows_lo * (1. - fy)[:, None, None] + rows_hi * fy[:, None, None]
+  cols_lo = jnp.where(xvlo[None, :, None], rows[:, xlo], fill)
+  cols_hi = jnp.where(xvhi[None, :, None], rows[:, xhi], fill)
+  out = cols_lo * (1. - fx)[None, :, None] + cols_hi * fx[None, :, None]
+  return jnp.clip(jnp.round(out), 0., 255.)
+
+
+def _float32_split(num, den):
+  """floor and fraction of ``float32(num / den)`` for int32 num, den > 0.
+
+  OpenCV computes the resize source coordinate in double and casts it to
+  float, so the fraction is quantised to the float32 spacing of the
+  coordinate (2^-17 near 100). XLA's float division may be one ulp off, which
+  flips the rounding of a weight now and then; this computes the correctly
+  rounded float32 with integer long division instead.
+  """
+  lo = jnp.floor_divide(num, den)
+  r = num - lo * den  # 0 <= r < den
+  q = jnp.zeros_like(r)
+  rem = r
+  for _ in range(3):  # q = floor(r 2^24 / den), rem its remainder
+    rem = rem << 8
+    q = (q << 8) | (rem // den)
+    rem = rem % den
+  # float32 keeps 23 - e fractional bits for values in [2^e, 2^(e+1)).
+  e = 31 - jax.lax.clz(jnp.maximum(lo, 1))
+  t = e + 1  # bits of q to drop
+  q_trunc = q >> t
+  dropped = q & ((1 << t) - 1)
+  half = 1 << (t - 1)
+  up = (dropped > half) | ((dropped == half) & ((rem > 0) | ((q_trunc & 1) == 1)))
+  qk = q_trunc + up.astype(jnp.int32)
+  frac_big = jnp.ldexp(qk.astype(jnp.float32), -(23 - e))
+  # Below 1 float32 is fine enough (no rounding tie can be reached there).
+  frac = jnp.where(lo >= 1, frac_big, r.astype(jnp.float32) / den)
+  carry = frac >= 1.
+  return lo + carry.astype(jnp.int32), jnp.where(carry, 0., frac)
+
+
+def _resize_coeffs(side, out_size, clamp_frac):
+  """cv2.resize INTER_LINEAR taps for one axis: (idx0, idx1, w0, w1).
+
+  ``f = (i + .5) side / out - .5`` (as float32), taps ``floor(f)`` and
+  ``floor(f) + 1`` clipped to ``[0, side - 1]``, weights
+  ``round((1 - frac) 2048)``, ``round(frac 2048)`` (11-bit fixed point).
+  Along x, OpenCV also zeroes the fraction where a tap falls outside
+  (``clamp_frac``); along y it does not.
+  """
+  side = jnp.asarray(side).astype(jnp.int32)
+  i = jnp.arange(out_size, dtype=jnp.int32)
+  lo, frac = _float32_split((2 * i + 1) * side - out_size, 2 * out_size)
+  if clamp_frac:
+    frac = jnp.where((lo < 0) | (lo >= side - 1), 0., frac)
+    lo = jnp.clip(lo, 0, side - 1)
+  w0 = jnp.round((1. - frac) * 2048.).astype(jnp.int32)
+  w1 = jnp.round(frac * 2048.).astype(jnp.int32)
+  return jnp.clip(lo, 0, side - 1), jnp.clip(lo + 1, 0, side - 1), w0, w1
+
+
+def crop_window_opencv(frame, x0, y0, side, out_size, fill):
+  """cv2's crop: ``resize(pad(frame, fill)[y0:y0+side, x0:x0+side], out)``.
+
+  Bit-exact emulation of OpenCV's uint8 INTER_LINEAR resize (horizontal pass
+  ``S0 w0 + S1 w1``, vertical pass ``((H0 >> 4) b0 >> 16) + ((H1 >> 4) b1 >> 16)
+  + 2 >> 2``, as its SIMD path computes it; checked against ``cv2.resize`` in
+  the tests) of the integer window of a frame padded with ``fill``.
+
+  Args:
+    frame: (H, W, 3) uint8/int. x0, y0, side: integer-valued scalars.
+    out_size: static int. fill: (3,) rounded pad value.
+  Returns:
+    (out_size, out_size, 3) float32 with integer values 0..255.
+  """
+  h, w = frame.shape[:2]
+  img = frame.astype(jnp.int32)
+  fill = fill.astype(jnp.int32)
+  xlo, xhi, a0, a1 = _resize_coeffs(side, out_size, clamp_frac=True)
+  ylo, yhi, b0, b1 = _resize_coeffs(side, out_size, clamp_frac=False)
+  x0 = jnp.asarray(x0).astype(jnp.int32)
+  y0 = jnp.asarray(y0).astype(jnp.int32)
+
+  def rows(iy):
+    y = y0 + iy
+    inside = (y >= 0) & (y < h)
+    return jnp.where(inside[:, None, None], img[jnp.clip(y, 0, h - 1)], fill)
+
+  def hpass(r):
+    def cols(ix):
+      x = x0 + ix
+      inside = (x >= 0) & (x < w)
+      return jnp.where(inside[None, :, None], r[:, jnp.clip(x, 0, w - 1)], fill)
+    return cols(xlo) * a0[None, :, None] + cols(xhi) * a1[None, :, None]
+
+  h0, h1 = hpass(rows(ylo)), hpass(rows(yhi))
+  out = ((((h0 >> 4) * b0[:, None, None]) >> 16)
+         + (((h1 >> 4) * b1[:, None, None]) >> 16) + 2) >> 2
+  return jnp.clip(out, 0, 255).astype(jnp.float32)
+
+
+def _crop(cfg, frame, center, side, out_size, fill):
+  """Network input (1, out, out, 3) for the square window of `side` at
+  `center` (OpenCV's integer window and resize, or the exact continuous
+  window)."""
+  if cfg.opencv_compat:  # origin int(c) - (side + 1) / 2 in integer arithmetic
+    x0, y0 = jnp.floor(center) - jnp.floor((side + 1.) / 2.)
+    patch = crop_window_opencv(frame, x0, y0, side, out_size, fill)
+  else:
+    x0, y0 = center - side / 2.
+    patch = crop_window(frame, x0, y0, side, out_size, fill)
+  if cfg.network_channels == 'bgr':
+    patch = patch[..., ::-1]
+  return patch[None]
+
+
+def hanning_window(cfg):
+  """(S, S) cosine window: hann x hann, or its sqrt (OpenCV)."""
+  n = cfg.score_size
+  hann = 0.5 - 0.5 * jnp.cos(2. * jnp.pi * jnp.arange(n) / (n - 1))
+  win = jnp.outer(hann, hann)
+  return jnp.sqrt(win) if cfg.opencv_compat else win
+
+
+def _size_cal(w, h):
+  pad = (w + h) * 0.5
+  return jnp.sqrt((w + pad) * (h + pad))
+
+
+def _change(r):
+  return jnp.maximum(r, 1. / r)
+
+
+def _context_side(cfg, size, truncate_sum):
+  s = size[0] + size[1]
+  if truncate_sum:
+    s = jnp.floor(s)
+  wc = size[0] + cfg.context_amount * s
+  hc = size[1] + cfg.context_amount * s
+  return jnp.sqrt(wc * hc)
+
+
+@functools.partial(jax.jit, static_argnames=('cfg',))
+def _init(variables, cfg, frame, box):
+  box = box.astype(jnp.float32)
+  center = box[:2] + box[2:] / 2.
+  size = box[2:]
+  s_z = _context_side(cfg, size, truncate_sum=False)
+  if cfg.opencv_compat:
+    s_z = jnp.floor(s_z)
+  mean = channel_mean(frame)
+  z = _crop(cfg, frame, center, s_z, cfg.exemplar_size, mean)
+  backbone, _ = nt.build(cfg.version)
+  z_feat = backbone.apply(variables['backbone'], z)
+  return NanoState(z_feat, center, size, mean)
+
+
+def decode_points(cfg, loc):
+  """(S, S, 4) distances -> centre offsets (cx, cy) and sizes (w, h) in crop
+  pixels, relative to the crop centre."""
+  p = (jnp.arange(cfg.score_size, dtype=jnp.float32)
+       - cfg.score_size // 2) * cfg.total_stride
+  l, t, r, b = jnp.moveaxis(loc, -1, 0)
+  cx = p[None, :] + (r - l) / 2.
+  cy = p[:, None] + (b - t) / 2.
+  return cx, cy, l + r, t + b
+
+
+@functools.partial(jax.jit, static_argnames=('cfg',))
+def _track(variables, cfg, state, frame):
+  h_img, w_img = frame.shape[:2]
+  s_z = _context_side(cfg, state.size, truncate_sum=cfg.opencv_compat)
+  scale_z = cfg.exemplar_size / s_z
+  if cfg.opencv_compat:
+    s_x = jnp.floor(s_z * (cfg.instance_size // cfg.exemplar_size))
+    fill = channel_mean(frame)
+  else:
+    s_x = s_z * cfg.instance_size / cfg.exemplar_size
+    fill = state.mean
+  x = _crop(cfg, frame, state.center, s_x, cfg.instance_size, fill)
+  backbone, head = nt.build(cfg.version)
+  x_feat = backbone.apply(variables['backbone'], x)
+  cls, loc = head.apply(variables['head'], state.z_feat, x_feat)
+  score = jax.nn.softmax(cls[0], axis=-1)[..., 1]
+  pcx, pcy, pw, ph = decode_points(cfg, loc[0])
+
+  tw, th = state.size * scale_z
+  if cfg.opencv_compat:
+    ref = _size_cal(state.center[0], state.center[1])
+  else:
+    ref = _size_cal(tw, th)
+  s_c = _change(_size_cal(pw, ph) / ref)
+  r_c = _change((tw / th) / (pw / ph))
+  penalty = jnp.exp(-(r_c * s_c - 1.) * cfg.penalty_k)
+  pscore = (penalty * score * (1. - cfg.window_influence)
+            + hanning_window(cfg) * cfg.window_influence)
+  best = jnp.argmax(pscore.reshape(-1))
+  pick = lambda a: a.reshape(-1)[best]
+  lr = pick(penalty) * pick(score) * cfg.lr
+
+  cx = state.center[0] + pick(pcx) / scale_z
+  cy = state.center[1] + pick(pcy) / scale_z
+  w = state.size[0] * (1. - lr) + pick(pw) / scale_z * lr
+  h = state.size[1] * (1. - lr) + pick(ph) / scale_z * lr
+  cx = jnp.clip(cx, 0., w_img)
+  cy = jnp.clip(cy, 0., h_img)
+  w = jnp.clip(w, cfg.min_size, w_img)
+  h = jnp.clip(h, cfg.min_size, h_img)
+  center = jnp.stack([cx, cy])
+  size = jnp.stack([w, h])
+  box = jnp.concatenate([center - size / 2., size])
+  return state._replace(center=center, size=size), box, pick(score)
+
+
+def init(variables, cfg, frame, box):
+  """Start tracking.
+
+  Args:
+    variables: {'backbone': ..., 'head': ...} (`duml_jax.convert.nanotrack`).
+    cfg: tracker config (`default_config` / `nanotrack_v2_config`).
+    frame: (H, W, 3) uint8 RGB.
+    box: [x, y, w, h], 0-based continuous pixels.
+  Returns:
+    NanoState.
+  """
+  return _init(variables, _freeze(cfg), jnp.asarray(frame),
+               jnp.asarray(box, jnp.float32))
+
+
+def track(variables, cfg, state, frame):
+  """One frame: returns (state, box [x, y, w, h], foreground probability at
+  the chosen location). Jitted; recompiles only for a new frame shape."""
+  return _track(variables, _freeze(cfg), state, jnp.asarray(frame))
+
+
+class NanoTracker:
+  """Host-side wrapper: ``init(frame, box)``, ``update(frame) -> (box, score)``.
+
+  Frames are uint8 RGB (H, W, 3); boxes are float [x, y, w, h] numpy arrays
+  in the 0-based continuous convention.
+  """
+
+  def __init__(self, variables, cfg=None):
+    self.variables = variables
+    self.cfg = _freeze(default_config() if cfg is None else cfg)
+    self.state = None
+
+  def init(self, frame, box):
+    self.state = _init(self.variables, self.cfg, jnp.asarray(frame),
+                       jnp.asarray(box, jnp.float32))
+
+  def update(self, frame):
+    if self.state is None:
+      raise RuntimeError('NanoTracker.update called before init')
+    self.state, box, score = _track(self.variables, self.cfg, self.state,
+                                    jnp.asarray(frame))
+    return np.asarray(box, np.float64), float(score)
