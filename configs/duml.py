@@ -153,9 +153,9 @@ def get_config(arg=None):
   c.optim = optim.default_optim_config()
   c.data = data_pipeline.default_data_config()
   c.batch_size = 224               # global: 28 per GPU x 8 (pysot 8-GPU)
-  c.steps_per_epoch = 600_000 // 224
-  c.num_epochs = 20
-  c.num_train_steps = c.get_ref("steps_per_epoch") * c.get_ref("num_epochs")
+  c.steps_per_epoch = 600_000 // 224          # pysot: 600k videos per epoch
+  # num_epochs lives in c.optim (the schedule spans it).
+  c.num_train_steps = c.get_ref("steps_per_epoch") * c.optim.get_ref("num_epochs")
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
@@ -188,7 +188,7 @@ def _tiny(c):
   c.model.online_cfg.train_iters = 3
   c.batch_size = 16
   c.steps_per_epoch = 100
-  c.num_epochs = 10
+  c.optim.num_epochs = 10
   c.log_every_steps = 10
   c.checkpoint_every_steps = 200
   c.eval.synthetic_sequences = 8
@@ -198,7 +198,10 @@ def _tiny(c):
   c.optim.warmup_start_lr = 0.002
   c.optim.end_lr = 0.001
   c.optim.warmup_epochs = 1
-  c.data.datasets = [{"name": "synthetic", "root": "", "weight": 1.0}]
+  c.data.data_root = "~/.cache/duml_jax/data"
+  c.data.tfds_dir = "~/.cache/duml_jax/tfds"
+  c.data.datasets = [data_pipeline.synthetic_dataset("synthetic", 1.0, frame_range=100)]
+  c.data.synthetic.num_videos = 200
   c.data.num_workers = 0
 
 

@@ -52,3 +52,14 @@ def validate(c):
   if (m.search_size - m.exemplar_size) % m.stride:
     raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
   return c
+
+
+def online_grid(model_config, search_size=None):
+  """Cells of the stride-8 search feature grid: 32 for a 255 search, 40 for 319."""
+  s = model_config.search_size if search_size is None else search_size
+  return s // model_config.stride + 1
+
+
+def score_size(model_config, search_size=None):
+  """Side of the score maps: 25 for a 255 search, 33 for 319 (see `models/neck.py`)."""
+  return online_grid(model_config, search_size) - 7

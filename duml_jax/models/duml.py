@@ -99,20 +99,25 @@ class DuML(nn.Module):
           s.mask_init_radius, s.init_step_length, s.init_filter_reg, s.min_filter_reg)
 
   # -- pieces ----------------------------------------------------------------
-  def _features(self, img, train):
-    return self.neck(self.backbone(img, train=train), train)
+  def _features(self, img, train, backbone_train=None):
+    bb_train = train if backbone_train is None else backbone_train
+    return self.neck(self.backbone(img, train=bb_train), train)
 
-  def template(self, z, train: bool = False):
-    """Template image(s) (B, 127, 127, 3) -> {'offline': [3 x (B,8,8,C)], 'online': (B,16,16,D)|None}."""
-    f = self._features(z, train)
+  def template(self, z, train: bool = False, backbone_train: Optional[bool] = None):
+    """Template image(s) (B, 127, 127, 3) -> {'offline': [3 x (B,8,8,C)], 'online': (B,16,16,D)|None}.
+
+    `backbone_train` (default: `train`) puts the backbone's BatchNorm in
+    training mode separately, for the frozen-backbone epochs.
+    """
+    f = self._features(z, train, backbone_train)
     out = {"offline": neck_lib.crop_template(f, TEMPLATE_CELLS), "online": None}
     if self.a_on:
       out["online"] = self.online_features(f)
     return out
 
-  def search(self, x, train: bool = False):
+  def search(self, x, train: bool = False, backbone_train: Optional[bool] = None):
     """Search image(s) (B, 255, 255, 3) -> {'offline': [3 x (B,32,32,C)], 'online': (B,32,32,D)|None}."""
-    f = self._features(x, train)
+    f = self._features(x, train, backbone_train)
     out = {"offline": f, "online": None}
     if self.a_on:
       out["online"] = self.online_features(f)
@@ -141,13 +146,13 @@ class DuML(nn.Module):
     return {k: v[..., None] for k, v in maps.items()}, step, reg
 
   # -- training forwards -------------------------------------------------------
-  def __call__(self, z, x, train: bool = False):
+  def __call__(self, z, x, train: bool = False, backbone_train: Optional[bool] = None):
     """Pair-wise forward (offline branches; also creates every parameter).
 
     Returns {'score', 'box'} of `offline` and, when the model has an online
     branch, 'online' scores of the initial filter (no inner steps).
     """
-    zf, xf = self.template(z, train), self.search(x, train)
+    zf, xf = self.template(z, train, backbone_train), self.search(x, train, backbone_train)
     out = self.offline_heads(zf, xf, train)
     if self.a_on:
       filt = self.initial_filter(zf["online"])
@@ -159,7 +164,7 @@ class DuML(nn.Module):
 
   def forward_sequence(self, support_z, support_x, support_centres, query_x,
                        train: bool = False, support_labels=None,
-                       num_iter: Optional[int] = None):
+                       num_iter: Optional[int] = None, backbone_train: Optional[bool] = None):
     """Sequence-wise forward through the inner loop (paper Section 4, footnote 1).
 
     Args:
@@ -177,11 +182,11 @@ class DuML(nn.Module):
     b, s = support_z.shape[:2]
     q = query_x.shape[1]
     flat = lambda a: a.reshape((-1,) + a.shape[2:])
-    zf = self.template(flat(support_z), train)
+    zf = self.template(flat(support_z), train, backbone_train)
     # The template is the support set's averaged feature (paper footnote 1).
     mean_s = lambda a: a.reshape((b, s) + a.shape[1:]).mean(axis=1)
     z_off = [mean_s(f) for f in zf["offline"]]
-    qf = self.search(flat(query_x), train)
+    qf = self.search(flat(query_x), train, backbone_train)
     rep_q = lambda a: jnp.repeat(a, q, axis=0)
     out = self.offline_heads({"offline": [rep_q(f) for f in z_off]}, qf, train)
     unflat_q = lambda a: None if a is None else a.reshape((b, q) + a.shape[1:])
@@ -191,7 +196,7 @@ class DuML(nn.Module):
     spec = self.online_spec
     num_iter = spec.train_iters if num_iter is None else num_iter
     filt0 = self.initial_filter(mean_s(zf["online"]))                  # (B,k,k,D,A)
-    sf = self.search(flat(support_x), train)["online"]
+    sf = self.search(flat(support_x), train, backbone_train)["online"]
     sf = sf.reshape((b, s) + sf.shape[1:])                               # (B,S,G,G,D)
     grid = sf.shape[-2]
     cells = online_lib.box_centre_to_cell(support_centres, self.stride)
