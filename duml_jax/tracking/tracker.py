@@ -267,7 +267,7 @@ def localisation_flag(raw, target_wh_crop, tcfg: TrackingParams):
                    jnp.where(distractor, FLAG_DISTRACTOR, FLAG_NORMAL)).astype(jnp.int32)
 
 
-def _localise(model, tcfg, heads, raw_online, target_wh):
+def localise(model, tcfg, heads, raw_online, target_wh):
   """Fused map, decoded boxes, best index, box at crop scale, smoothing rate, score."""
   box_map = heads["box"][0]                                   # (S, S, A_box, 5)
   s, a_box = box_map.shape[0], box_map.shape[2]
@@ -307,7 +307,7 @@ def track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fra
   if model.a_on:
     raw = online_lib.online_scores(state.filter[None], xf["online"], duml_lib.ONLINE_CROP)[0]
   target_wh = state.size * scale_z
-  box_crop, lr, score = _localise(model, tcfg, heads, raw, target_wh)
+  box_crop, lr, score = localise(model, tcfg, heads, raw, target_wh)
   centre, size = postprocess.update_target(state.centre, state.size, box_crop, scale_z, lr,
                                            state.image_size, tcfg.min_size)
   frame_idx = state.frame + 1
