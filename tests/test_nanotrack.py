@@ -5,7 +5,6 @@ Tests needing the weights / sequences skip (via `shared_dir` / `otb_sample`)
 when ../shared is absent.
 """
 import json
-import pathlib
 import re
 import time
 
