@@ -16,6 +16,8 @@
 `DuMLTracker` is the one-sequence form (``init(frame, box)``,
 ``update(frame) -> (box, score)``) for the video mode.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,6 +48,30 @@ def pad_frames(frames, pad_multiple: int = 64):
   return out, sizes
 
 
+@functools.lru_cache(maxsize=16)
+def _batched_fns(model, tcfg):
+  """Jitted (init, step, scatter) of a (model, tcfg), shared by all adapters using them."""
+  donate = jax.default_backend() != "cpu"
+
+  def init_one(v, frame, box, size):
+    return tracker_lib.init(model, v, tcfg, frame, box, size)
+
+  def track_one(v, state, frame):
+    return tracker_lib.track(model, v, tcfg, state, frame)
+
+  def step(v, states, frames, mask):
+    new, out = jax.vmap(track_one, in_axes=(None, 0, 0))(v, states, frames)
+    keep = lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+    return jax.tree.map(keep, new, states), out
+
+  def scatter(states, idx, new):
+    return jax.tree.map(lambda s, n: s.at[idx].set(n), states, new)
+
+  return (jax.jit(jax.vmap(init_one, in_axes=(None, 0, 0, 0))),
+          jax.jit(step, donate_argnums=(1,) if donate else ()),
+          jax.jit(scatter, donate_argnums=(0,) if donate else ()))
+
+
 def _next_pow2(k):
   return 1 << (int(k) - 1).bit_length()
 
@@ -63,25 +89,7 @@ class DuMLBatchTracker:
     self.last_output = None     # numpy dict of the last update (flags, iters, ...)
     self._variables = variables
     self._state = None
-    donate = jax.default_backend() != "cpu"
-
-    def init_one(v, frame, box, size):
-      return tracker_lib.init(model, v, tcfg, frame, box, size)
-
-    def track_one(v, state, frame):
-      return tracker_lib.track(model, v, tcfg, state, frame)
-
-    def step(v, states, frames, mask):
-      new, out = jax.vmap(track_one, in_axes=(None, 0, 0))(v, states, frames)
-      keep = lambda n, o: jnp.where(mask.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
-      return jax.tree.map(keep, new, states), out
-
-    def scatter(states, idx, new):
-      return jax.tree.map(lambda s, n: s.at[idx].set(n), states, new)
-
-    self._init = jax.jit(jax.vmap(init_one, in_axes=(None, 0, 0, 0)))
-    self._step = jax.jit(step, donate_argnums=(1,) if donate else ())
-    self._scatter = jax.jit(scatter, donate_argnums=(0,) if donate else ())
+    self._init, self._step, self._scatter = _batched_fns(model, tcfg)
 
   @property
   def state(self):
