@@ -254,6 +254,13 @@ def test_batched_lanes_equal_single_sequences(models):
       np.testing.assert_allclose(score, item[1], atol=1e-5)
 
 
+def test_update_of_a_lane_never_initialised_fails(models):
+  c, model, variables = models["duml"]
+  batch = adapter.DuMLBatchTracker(model, variables, tracker.tracking_params(c, **SMALL), 2)
+  with pytest.raises(RuntimeError, match=r"lanes \[1\]"):
+    batch.update([None, _frame(0)], np.array([False, True]))
+
+
 def test_pad_frames_buckets():
   stacked, sizes = adapter.pad_frames([np.zeros((100, 130, 3), np.uint8), None,
                                        np.ones((65, 200, 3), np.uint8)])

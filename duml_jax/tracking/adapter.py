@@ -89,6 +89,7 @@ class DuMLBatchTracker:
     self.last_output = None     # numpy dict of the last update (flags, iters, ...)
     self._variables = variables
     self._state = None
+    self._ready = np.zeros(self.batch_size, bool)   # lanes initialised at least once
     self._init, self._step, self._scatter = _batched_fns(model, tcfg)
 
   @property
@@ -110,6 +111,7 @@ class DuMLBatchTracker:
       self._state = jax.tree.map(
           lambda a: jnp.repeat(a[:1], self.batch_size, axis=0), new)
     self._state = self._scatter(self._state, jnp.asarray(idx), new)
+    self._ready[idx] = True
 
   def update(self, frames, mask):
     mask = np.asarray(mask, bool)
@@ -117,8 +119,9 @@ class DuMLBatchTracker:
     scores = np.zeros(self.batch_size)
     if not mask.any():
       return boxes, scores
-    if self._state is None:
-      raise RuntimeError(f"{self.name}: update before init")
+    if not self._ready[mask].all():
+      lanes = np.flatnonzero(mask & ~self._ready).tolist()
+      raise RuntimeError(f"{self.name}: lanes {lanes} updated before init")
     lane_frames = [frames[i] if mask[i] else None for i in range(self.batch_size)]
     stacked, _ = pad_frames(lane_frames, self.pad_multiple)
     self._state, out = self._step(self._variables, self._state, stacked, jnp.asarray(mask))

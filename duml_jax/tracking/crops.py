@@ -13,7 +13,9 @@ frame point u lands at ``u' = k F R (u - c) + out / 2 + d`` with the zoom
 d in crop pixels (the first-frame augmentations of the online memory; the
 identity for ordinary crops). Bilinear taps beyond the frame's true size are
 replaced by the first frame's channel mean, as ``cv2.warpAffine`` with
-``BORDER_CONSTANT`` (pysot pads with that mean, then resizes). Frames may be
+``BORDER_CONSTANT`` (pysot pads with that mean, then resizes). Unlike pysot's
+``get_subwindow`` the crop side is not rounded to whole pixels: the window is
+the exact continuous square, as in training. Frames may be
 padded to a common size: only ``image_size`` (w, h) counts as image.
 
 Crops are float32 RGB in 0..255 (the model's input, see
