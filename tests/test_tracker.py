@@ -12,6 +12,7 @@ from configs import duml as duml_config
 from duml_jax.models import duml as duml_lib
 from duml_jax.tracking import adapter
 from duml_jax.tracking import memory as memory_lib
+from duml_jax.tracking import postprocess
 from duml_jax.tracking import tracker
 
 SMALL = dict(memory_size=8, num_init_samples=3, init_iters=2)
@@ -124,7 +125,6 @@ def test_localise_fusion_and_voting_switch(models):
   # Eq. 1 by hand, then the same post-processing as `postprocess.select`.
   s_rob = (raw - raw.min()) / (raw.max() - raw.min())
   fused = 0.8 * s_rob + 0.2 * jax.nn.sigmoid(heads["score"][0])
-  from duml_jax.tracking import postprocess
   anchors = postprocess.anchor_offsets(25, 8, p_off.box_anchor_shapes)
   pred = postprocess.decode_boxes(heads["box"][0], anchors)
   best, penalty, _ = postprocess.select(fused, pred, target, postprocess.hann_window(25, 5),
