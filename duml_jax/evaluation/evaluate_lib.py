@@ -1,0 +1,157 @@
+"""Evaluating DuML checkpoints on benchmarks: the library behind evaluate.py.
+
+`evaluate_model` tracks a benchmark's sequences with the DuML tracker (N at a
+time through `jax.vmap` when ``batch_sequences > 1``), writes result files in
+the benchmark's own format, scores them and writes ``report.json`` + plots;
+`score_only` scores result files already in the output folder (any
+tracker's). `evaluate_after_training` is what `train_and_evaluate` runs on
+held-out synthetic sequences and on an OTB-layout folder.
+"""
+import os
+from typing import Optional, Sequence as Seq
+
+from absl import logging
+
+from duml_jax.data import benchmarks
+from duml_jax.data import synthetic
+from duml_jax.evaluation import baselines
+from duml_jax.evaluation import runner
+from duml_jax.models import duml as duml_lib
+from duml_jax.tracking import adapter
+from duml_jax.tracking import tracker as tracker_lib
+
+# evaluate.py benchmark name -> (reader name, runner/scoring benchmark name, tracking overrides)
+BENCHMARKS = {
+    "otb2015": ("otb2015", "OTB2015", "otb2015"),
+    "otb": ("otb", "OTB", "otb"),
+    "vot2018": ("vot2018", "VOT2018", "vot2018"),
+    "vot2019": ("vot2019", "VOT2019", "vot2019"),
+    "nfs30": ("nfs30", "NFS30", "nfs30"),
+    "uav123": ("uav123", "UAV123", "uav123"),
+    "lasot": ("lasot", "LaSOT", "lasot"),
+    "trackingnet": ("trackingnet", "TrackingNet", "trackingnet"),
+    "got10k": ("got10k", "GOT-10k", "got10k"),
+}
+
+
+def _bench(name):
+  if name not in BENCHMARKS:
+    raise ValueError(f"unknown benchmark {name!r}; known: {sorted(BENCHMARKS)}")
+  return BENCHMARKS[name]
+
+
+def tracker_name(config, prefix="DuML"):
+  """A result-folder name that says which form it is."""
+  m, t = config.model, config.tracking
+  forms = "+".join(f for f in (m.offline, m.online) if f != "none")
+  voting = "-vote" if t.score_voting else ""
+  mu = f"-mu{t.mu:g}" if m.offline != "none" and m.online != "none" else ""
+  return f"{prefix}-{m.backbone}-{forms}{mu}{voting}"
+
+
+def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size: int = 1,
+                 name: Optional[str] = None):
+  """A `runner.BatchTracker` running DuML with `config.tracking` (+ benchmark overrides)."""
+  model = duml_lib.build_model(config.model)
+  tcfg = tracker_lib.tracking_params(config, benchmark)
+  return adapter.DuMLBatchTracker(model, variables, tcfg, batch_size,
+                                  name or tracker_name(config))
+
+
+def load_sequences(benchmark, dataset_dir, split=None, sequences=None):
+  reader, _, _ = _bench(benchmark)
+  if benchmark == "got10k" and split is None:
+    split = "val"
+  return benchmarks.load_benchmark(reader, dataset_dir, split=split, sequences=sequences)
+
+
+def run_name(benchmark, split=None, protocol=None):
+  """The runner's benchmark name (result layout + metrics) for a run."""
+  _, name, _ = _bench(benchmark)
+  if protocol == "vot":
+    return "VOT2018"
+  if protocol is not None:
+    raise ValueError(f"unknown protocol {protocol!r}; known: vot")
+  if benchmark == "got10k":
+    return "GOT-10k-test" if (split or "val").lower() == "test" else "GOT-10k-val"
+  return name
+
+
+def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, split=None,
+                   sequences: Optional[Seq[str]] = None, batch_sequences: int = 1,
+                   name: Optional[str] = None, baseline_names: Seq[str] = (),
+                   protocol: Optional[str] = None, plot=True):
+  """Tracks, writes results, scores; returns the report (None for test splits).
+
+  Args:
+    baseline_names: also run these reference trackers ('keep_first', 'mil').
+    protocol: None (the benchmark's own) or 'vot' to run the VOT supervised
+      re-initialisation protocol on a one-pass benchmark's sequences (used for
+      VOT-style A/R/EAO on synthetic sequences; EAO uses VOT2018's range).
+  """
+  _, _, overrides = _bench(benchmark)
+  bench_name = run_name(benchmark, split, protocol)
+  seqs = load_sequences(benchmark, dataset_dir, split, sequences)
+  n = max(1, min(int(batch_sequences), len(seqs)))
+  trackers = [make_tracker(config, variables, overrides, n, name)]
+  for b in baseline_names:
+    if b == "keep_first":
+      trackers.append(baselines.KeepFirstBox(n))
+    elif b == "mil":
+      trackers.append(baselines.opencv_mil(n))
+    else:
+      raise ValueError(f"unknown baseline {b!r}; known: keep_first, mil")
+  logging.info("evaluating %s on %s (%d sequences, %d at a time) -> %s",
+               trackers[0].name, benchmark, len(seqs), n, output_dir)
+  return runner.evaluate(bench_name, seqs, output_dir, trackers=trackers, plot=plot)
+
+
+def score_only(benchmark, dataset_dir, output_dir, tracker_names: Seq[str] = (), split=None,
+               sequences=None, protocol: Optional[str] = None, plot=True):
+  """Scores result files already under ``output_dir/<tracker>/`` (all trackers found by default)."""
+  bench_name = run_name(benchmark, split, protocol)
+  seqs = load_sequences(benchmark, dataset_dir, split, sequences)
+  names = list(tracker_names) or sorted(
+      d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d)))
+  if not names:
+    raise FileNotFoundError(f"no tracker result folders in {output_dir}")
+  return runner.evaluate(bench_name, seqs, output_dir, tracker_names=names, plot=plot)
+
+
+def synthetic_eval_dir(config, root):
+  """Writes (once) the held-out synthetic sequences of `config.eval`; returns their folder."""
+  n = int(config.eval.synthetic_sequences)
+  seeds = list(synthetic.EVAL_SEEDS[:n])
+  cfg = synthetic.SyntheticConfig.from_dict(dict(config.data.synthetic.difficulty))
+  folder = os.path.join(root, f"synthetic_{n}x{int(config.eval.synthetic_frames)}")
+  done = os.path.join(folder, ".complete")
+  if not os.path.exists(done):
+    synthetic.make_sequence_set(seeds, folder, num_frames=int(config.eval.synthetic_frames),
+                                height=int(config.data.synthetic.height),
+                                width=int(config.data.synthetic.width), config=cfg)
+    open(done, "w").close()
+  return folder
+
+
+def evaluate_after_training(config, variables, workdir):
+  """Held-out synthetic (one-pass and VOT protocol) and OTB-folder evaluation; {name: report}."""
+  reports = {}
+  bs = int(config.eval.batch_sequences)
+  out = os.path.join(workdir, "eval")
+  if config.eval.synthetic_sequences:
+    folder = synthetic_eval_dir(config, os.path.join(workdir, "eval_data"))
+    reports["synthetic"] = evaluate_model(
+        config, variables, "otb", folder, os.path.join(out, "synthetic"),
+        batch_sequences=bs, baseline_names=("keep_first",))
+    reports["synthetic_vot"] = evaluate_model(
+        config, variables, "otb", folder, os.path.join(out, "synthetic_vot"),
+        batch_sequences=bs, baseline_names=("keep_first",), protocol="vot")
+  sample = os.path.expanduser(config.eval.otb_sample_dir or "")
+  if sample:
+    if os.path.isdir(sample):
+      reports["otb_sample"] = evaluate_model(
+          config, variables, "otb", sample, os.path.join(out, "otb_sample"),
+          batch_sequences=bs, baseline_names=("keep_first",))
+    else:
+      logging.warning("config.eval.otb_sample_dir=%s does not exist: skipped", sample)
+  return reports
