@@ -110,7 +110,8 @@ class _Cfg(NamedTuple):
   opencv_compat: bool
 
 
-def _freeze(cfg):
+def freeze(cfg):
+  """Hashable `_Cfg` of a config dict (checked keys and values)."""
   d = dict(cfg)
   for k in d:
     if k not in _Cfg._fields:
@@ -125,6 +126,9 @@ def _freeze(cfg):
     raise ValueError(f'nanotrack tracker config: version {d["version"]!r} not '
                      f'in {nt.VERSIONS}')
   return _Cfg(**{k: d[k] for k in _Cfg._fields})
+
+
+_freeze = freeze  # the name the NanoTrack tests use
 
 
 class NanoState(NamedTuple):
@@ -278,15 +282,25 @@ def crop_window_opencv(frame, x0, y0, side, out_size, fill):
   return jnp.clip(out, 0, 255).astype(jnp.float32)
 
 
+def crop_origin(cfg, center, side):
+  """(x0, y0) top-left of the crop window (continuous frame coordinates):
+  OpenCV's ``int(c) - (side + 1) / 2`` in integer arithmetic, or ``c - side / 2``.
+
+  Crop pixel coordinate u' (continuous) is frame coordinate ``x0 + u' side / out``.
+  """
+  if cfg.opencv_compat:
+    return jnp.floor(center) - jnp.floor((side + 1.) / 2.)
+  return center - side / 2.
+
+
 def _crop(cfg, frame, center, side, out_size, fill):
   """Network input (1, out, out, 3) for the square window of `side` at
   `center` (OpenCV's integer window and resize, or the exact continuous
   window)."""
-  if cfg.opencv_compat:  # origin int(c) - (side + 1) / 2 in integer arithmetic
-    x0, y0 = jnp.floor(center) - jnp.floor((side + 1.) / 2.)
+  x0, y0 = crop_origin(cfg, center, side)
+  if cfg.opencv_compat:
     patch = crop_window_opencv(frame, x0, y0, side, out_size, fill)
   else:
-    x0, y0 = center - side / 2.
     patch = crop_window(frame, x0, y0, side, out_size, fill)
   if cfg.network_channels == 'bgr':
     patch = patch[..., ::-1]
@@ -319,8 +333,8 @@ def _context_side(cfg, size, truncate_sum):
   return jnp.sqrt(wc * hc)
 
 
-@functools.partial(jax.jit, static_argnames=('cfg',))
-def _init(variables, cfg, frame, box):
+def init_state(variables, cfg, frame, box):
+  """`NanoState` of the first frame (unjitted; `init` is its jitted form)."""
   box = box.astype(jnp.float32)
   center = box[:2] + box[2:] / 2.
   size = box[2:]
@@ -334,6 +348,9 @@ def _init(variables, cfg, frame, box):
   return NanoState(z_feat, center, size, mean)
 
 
+_init = jax.jit(init_state, static_argnames=('cfg',))
+
+
 def decode_points(cfg, loc):
   """(S, S, 4) distances -> centre offsets (cx, cy) and sizes (w, h) in crop
   pixels, relative to the crop centre."""
@@ -345,24 +362,43 @@ def decode_points(cfg, loc):
   return cx, cy, l + r, t + b
 
 
-@functools.partial(jax.jit, static_argnames=('cfg',))
-def _track(variables, cfg, state, frame):
-  h_img, w_img = frame.shape[:2]
-  s_z = _context_side(cfg, state.size, truncate_sum=cfg.opencv_compat)
+def search_geometry(cfg, size):
+  """(s_x, scale_z): search window side (frame pixels) and the template scale
+  ``127 / s_z`` (by which NanoTrack converts crop offsets to frame pixels)."""
+  s_z = _context_side(cfg, size, truncate_sum=cfg.opencv_compat)
   scale_z = cfg.exemplar_size / s_z
   if cfg.opencv_compat:
     s_x = jnp.floor(s_z * (cfg.instance_size // cfg.exemplar_size))
-    fill = channel_mean(frame)
   else:
     s_x = s_z * cfg.instance_size / cfg.exemplar_size
-    fill = state.mean
-  x = _crop(cfg, frame, state.center, s_x, cfg.instance_size, fill)
-  backbone, head = nt.build(cfg.version)
-  x_feat = backbone.apply(variables['backbone'], x)
-  cls, loc = head.apply(variables['head'], state.z_feat, x_feat)
-  score = jax.nn.softmax(cls[0], axis=-1)[..., 1]
-  pcx, pcy, pw, ph = decode_points(cfg, loc[0])
+  return s_x, scale_z
 
+
+def search_crop(cfg, state, frame):
+  """(1, 255, 255, 3) search crop around the state's centre, s_x, scale_z."""
+  s_x, scale_z = search_geometry(cfg, state.size)
+  fill = channel_mean(frame) if cfg.opencv_compat else state.mean
+  x = _crop(cfg, frame, state.center, s_x, cfg.instance_size, fill)
+  return x, s_x, scale_z
+
+
+def foreground(cls):
+  """(S, S) foreground probability softmax(cls)[..., 1] of (S, S, 2) logits."""
+  return jax.nn.softmax(cls, axis=-1)[..., 1]
+
+
+def select(cfg, score, loc, state, scale_z):
+  """NanoTrack's penalised arg-max over a (S, S) score map.
+
+  Args:
+    score: (S, S) map to select on (foreground probability; DuML-nano's
+      fused map).
+    loc: (S, S, 4) distances. state: current `NanoState`. scale_z: scalar.
+  Returns:
+    best (flat index), penalty (S*S,), boxes (S*S, 4) (cx, cy, w, h) crop
+    pixels relative to the crop centre (`decode_points`).
+  """
+  pcx, pcy, pw, ph = decode_points(cfg, loc)
   tw, th = state.size * scale_z
   if cfg.opencv_compat:
     ref = _size_cal(state.center[0], state.center[1])
@@ -374,13 +410,18 @@ def _track(variables, cfg, state, frame):
   pscore = (penalty * score * (1. - cfg.window_influence)
             + hanning_window(cfg) * cfg.window_influence)
   best = jnp.argmax(pscore.reshape(-1))
-  pick = lambda a: a.reshape(-1)[best]
-  lr = pick(penalty) * pick(score) * cfg.lr
+  boxes = jnp.stack([pcx, pcy, pw, ph], axis=-1).reshape(-1, 4)
+  return best, penalty.reshape(-1), boxes
 
-  cx = state.center[0] + pick(pcx) / scale_z
-  cy = state.center[1] + pick(pcy) / scale_z
-  w = state.size[0] * (1. - lr) + pick(pw) / scale_z * lr
-  h = state.size[1] * (1. - lr) + pick(ph) / scale_z * lr
+
+def move(cfg, state, box_crop, lr, scale_z, frame_hw):
+  """New (state, box [x, y, w, h]) from the chosen box (cx, cy, w, h) in crop
+  pixels relative to the crop centre and the size smoothing rate lr."""
+  h_img, w_img = frame_hw
+  cx = state.center[0] + box_crop[0] / scale_z
+  cy = state.center[1] + box_crop[1] / scale_z
+  w = state.size[0] * (1. - lr) + box_crop[2] / scale_z * lr
+  h = state.size[1] * (1. - lr) + box_crop[3] / scale_z * lr
   cx = jnp.clip(cx, 0., w_img)
   cy = jnp.clip(cy, 0., h_img)
   w = jnp.clip(w, cfg.min_size, w_img)
@@ -388,7 +429,21 @@ def _track(variables, cfg, state, frame):
   center = jnp.stack([cx, cy])
   size = jnp.stack([w, h])
   box = jnp.concatenate([center - size / 2., size])
-  return state._replace(center=center, size=size), box, pick(score)
+  return state._replace(center=center, size=size), box
+
+
+@functools.partial(jax.jit, static_argnames=('cfg',))
+def _track(variables, cfg, state, frame):
+  x, _, scale_z = search_crop(cfg, state, frame)
+  backbone, head = nt.build(cfg.version)
+  x_feat = backbone.apply(variables['backbone'], x)
+  cls, loc = head.apply(variables['head'], state.z_feat, x_feat)
+  score = foreground(cls[0])
+  best, penalty, boxes = select(cfg, score, loc[0], state, scale_z)
+  flat_score = score.reshape(-1)
+  lr = penalty[best] * flat_score[best] * cfg.lr
+  state, box = move(cfg, state, boxes[best], lr, scale_z, frame.shape[:2])
+  return state, box, flat_score[best]
 
 
 def opencv_rect(box):
@@ -409,7 +464,7 @@ def init(variables, cfg, frame, box):
   Returns:
     NanoState.
   """
-  return _init(variables, _freeze(cfg), jnp.asarray(frame),
+  return _init(variables, freeze(cfg), jnp.asarray(frame),
                jnp.asarray(box, jnp.float32))
 
 
@@ -421,7 +476,7 @@ def track(variables, cfg, state, frame):
   penalised, windowed ``pscore`` instead). Jitted; recompiles only for a new
   frame shape or config.
   """
-  return _track(variables, _freeze(cfg), state, jnp.asarray(frame))
+  return _track(variables, freeze(cfg), state, jnp.asarray(frame))
 
 
 class NanoTracker:
@@ -433,7 +488,7 @@ class NanoTracker:
 
   def __init__(self, variables, cfg=None):
     self.variables = variables
-    self.cfg = _freeze(default_config() if cfg is None else cfg)
+    self.cfg = freeze(default_config() if cfg is None else cfg)
     self.state = None
 
   def init(self, frame, box):

@@ -179,7 +179,8 @@ def _check(model: DuML, tcfg: TrackingParams):
 def _online_targets(model, variables, tcfg, mem_boxes, grid: int):
   """Label, mask, spatial weight (M, G, G, 1|A), step length and regulariser of the samples."""
   cells = online_lib.box_centre_to_cell(mem_boxes[:, :2], tcfg.stride)
-  maps, step, reg = model.apply(variables, cells, grid, method=DuML.residual_maps)
+  # Any model with DuML's `residual_maps` method (DuML, DuMLNano).
+  maps, step, reg = model.apply(variables, cells, grid, method=type(model).residual_maps)
   label, weight = maps["label"], maps["weight"]
   if model.online.startswith("ONC"):
     c = tcfg.stride * (grid // 2) + 0.5      # online cell j sits at crop pixel 8 j + 0.5
@@ -290,6 +291,38 @@ def localise(model, tcfg, heads, raw_online, target_wh):
   return box_crop, lr, flat_score[best]
 
 
+def online_update(model, variables, tcfg, filt, mem, x_online, raw, target_wh, sample_box,
+                  frame_idx):
+  """Step 4 of the module docstring: flag, memory update, scheduled SD-GN steps.
+
+  Args:
+    model, tcfg: static; `tcfg` needs the memory / schedule / flag fields of
+      `TrackingParams` and `stride` (duck-typed: DuML-nano passes its own).
+    filt, mem: current filter and `memory_lib.Memory`.
+    x_online: (G, G, D) online features of this frame's search crop.
+    raw: (S, S, A) raw online scores; target_wh: (2,) target size in crop pixels.
+    sample_box: (4,) (cx, cy, w, h) of the new target box in this crop's pixels.
+    frame_idx: () int32 frames tracked since init, this one included.
+  Returns:
+    (filter, memory, flag, iters).
+  """
+  flag = localisation_flag(raw, target_wh, tcfg)
+  not_found, distractor = flag == FLAG_NOT_FOUND, flag == FLAG_DISTRACTOR
+  rate = jnp.where(distractor, tcfg.distractor_lr, tcfg.update_lr)
+  mem = memory_lib.add(mem, x_online, sample_box, rate, ~not_found,
+                       tcfg.num_init_samples, tcfg.init_samples_min_weight)
+  scheduled = (frame_idx % tcfg.update_every) == 0
+  iters = jnp.where(not_found, 0, jnp.where(
+      distractor, tcfg.distractor_iters,
+      jnp.where(scheduled, tcfg.update_iters, 0))).astype(jnp.int32)
+  max_iter = max(tcfg.update_iters, tcfg.distractor_iters)
+  if max_iter > 0:
+    filt = lax.cond(iters > 0,
+                    lambda f: _optimise(model, variables, tcfg, f, mem, iters, max_iter),
+                    lambda f: f, filt)
+  return filt, mem, flag, iters
+
+
 @functools.partial(jax.jit, static_argnums=(0, 2))
 def track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
   """One frame: (new state, {'box': (4,) xywh, 'score', 'flag', 'iters'}).
@@ -315,22 +348,10 @@ def track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fra
   iters = jnp.asarray(0, jnp.int32)
   filt, mem = state.filter, state.memory
   if model.a_on:
-    flag = localisation_flag(raw, target_wh, tcfg)
-    not_found, distractor = flag == FLAG_NOT_FOUND, flag == FLAG_DISTRACTOR
     half = tcfg.search_size / 2.
     sample_box = jnp.concatenate([half + (centre - state.centre) * scale_z, size * scale_z])
-    rate = jnp.where(distractor, tcfg.distractor_lr, tcfg.update_lr)
-    mem = memory_lib.add(mem, xf["online"][0], sample_box, rate, ~not_found,
-                         tcfg.num_init_samples, tcfg.init_samples_min_weight)
-    scheduled = (frame_idx % tcfg.update_every) == 0
-    iters = jnp.where(not_found, 0, jnp.where(
-        distractor, tcfg.distractor_iters,
-        jnp.where(scheduled, tcfg.update_iters, 0))).astype(jnp.int32)
-    max_iter = max(tcfg.update_iters, tcfg.distractor_iters)
-    if max_iter > 0:
-      filt = lax.cond(iters > 0,
-                      lambda f: _optimise(model, variables, tcfg, f, mem, iters, max_iter),
-                      lambda f: f, filt)
+    filt, mem, flag, iters = online_update(model, variables, tcfg, filt, mem, xf["online"][0],
+                                           raw, target_wh, sample_box, frame_idx)
   new_state = state.replace(centre=centre, size=size, filter=filt, memory=mem,
                             frame=frame_idx,
                             num_updates=state.num_updates + (iters > 0).astype(jnp.int32))

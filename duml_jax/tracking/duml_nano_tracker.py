@@ -1,0 +1,267 @@
+"""The DuML-nano tracker: NanoTrack's tracking loop with DuML's online branch and fusion.
+
+Per frame (pure jitted functions; `init` / `track`):
+
+1. NanoTrack's search crop, backbone and head (`nanotrack_tracker`:
+   `search_crop`, its config and OpenCV-compatible crop included):
+   ``s_accurate = softmax(cls)[..., 1]`` on the 16x16 grid.
+2. Online scores ``raw = phi * x_online`` (16x16, the same grid: see
+   `duml_jax.models.duml_nano`), ``s_robust`` = raw min-max normalised to
+   [0, 1] (`tracker.normalise_online`, DROL's rule as in the DuML tracker).
+3. Fusion, paper Eq. 1: ``s = mu s_robust + (1 - mu) s_accurate``
+   (`duml.fuse_scores`).
+4. NanoTrack's post-processing on ``s`` (`nanotrack_tracker.select`: scale /
+   ratio penalty, cosine window, arg-max) over its decoded boxes; with
+   ``score_voting`` the box is the score-voted box of paper Eq. 4-5
+   (`voting.score_voting`) over all 256 decoded boxes, weights
+   ``s(y) exp(-(1 - IoU)^2 / sigma)`` -- the predicted-IoU factor o(y) is
+   dropped (set to 1): NanoTrack has no IoU head and none is trained here.
+   The size smoothing rate is ``penalty * s * lr`` at the arg-max
+   (`nanotrack_tracker.move`).
+5. Online memory and update schedule of the paper (`tracker.online_update`,
+   the DuML tracker's code: DiMP's not-found / distractor flags on the raw
+   online map, lost frames discarded, a sample stored every frame, SD-GN steps
+   every ``update_every`` frames or at once on distractors).
+
+With ``mu = 0`` and voting off the box is NanoTrack's (the online branch still
+runs but does not touch the box): `track` then equals
+`nanotrack_tracker.track` (tested).
+
+At init, the fixed part of the memory holds the first frame's search crop and
+its augmentations (`crops.init_augmentations`, resampled with `crops.crop`,
+the continuous bilinear crop), and the filter ``phi^(0) = initial_filter(
+template online features)`` is refined with ``init_iters`` SD-GN steps.
+
+Frames are uint8 RGB (H, W, 3); boxes [x, y, w, h] 0-based continuous
+pixels. One sequence per call (the runner adapter drives lanes one by one).
+"""
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from duml_jax.models import duml as duml_lib
+from duml_jax.models import duml_nano as dn
+from duml_jax.models import online as online_lib
+from duml_jax.tracking import crops
+from duml_jax.tracking import memory as memory_lib
+from duml_jax.tracking import nanotrack_tracker as ntt
+from duml_jax.tracking import tracker as tracker_lib
+from duml_jax.tracking import voting
+
+
+def default_config():
+  """NanoTrack's cv2 post-processing (`nanotrack_tracker.default_config`) +
+  DuML's fusion, voting and online schedule (`configs/duml.py` tracking values)."""
+  c = ml_collections.ConfigDict()
+  c.nanotrack = ntt.default_config()
+  c.mu = 0.8
+  c.score_voting = True
+  c.voting_sigma = 0.0025
+  c.voting_eps = 0.01
+  c.online_norm = "minmax"
+  c.memory_size = 50
+  c.num_init_samples = 10
+  c.init_iters = 10
+  c.update_every = 20
+  c.update_iters = 2
+  c.update_lr = 0.1
+  c.distractor_iters = 1
+  c.distractor_lr = 0.2
+  c.init_samples_min_weight = 0.25
+  c.not_found_threshold = 0.25
+  c.distractor_threshold = 0.5
+  c.distractor_window = 2.2
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class NanoParams:
+  """Hashable tracking parameters (static argument of the jitted steps).
+
+  Carries the fields `tracker.online_update` / `tracker.localisation_flag`
+  read (duck-typed `TrackingParams`), `stride` = 16 and the frozen NanoTrack
+  post-processing config `nano`.
+  """
+  nano: Any
+  mu: float
+  score_voting: bool
+  voting_sigma: float
+  voting_eps: float
+  online_norm: str
+  memory_size: int
+  num_init_samples: int
+  init_iters: int
+  update_every: int
+  update_iters: int
+  update_lr: float
+  distractor_iters: int
+  distractor_lr: float
+  init_samples_min_weight: float
+  not_found_threshold: float
+  distractor_threshold: float
+  distractor_window: float
+  stride: int = dn.STRIDE
+
+
+_INTS = ("memory_size", "num_init_samples", "init_iters", "update_every", "update_iters",
+         "distractor_iters")
+
+
+def params(config, **overrides) -> NanoParams:
+  """`NanoParams` of a `default_config()`-shaped config, keyword overrides last."""
+  d = dict(config)
+  d.update(overrides)
+  nano = d.pop("nanotrack")
+  names = [f.name for f in dataclasses.fields(NanoParams) if f.name not in ("nano", "stride")]
+  unknown = sorted(set(d) - set(names))
+  if unknown:
+    raise KeyError(f"duml-nano tracker config: unknown keys {unknown}")
+  missing = [k for k in names if k not in d]
+  if missing:
+    raise KeyError(f"duml-nano tracker config: missing keys {missing}")
+  if not 0. <= float(d["mu"]) <= 1.:
+    raise ValueError(f"duml-nano tracker config: mu={d['mu']} outside [0, 1]")
+  if d["online_norm"] not in ("minmax", "clip"):
+    raise ValueError(f"duml-nano tracker config: online_norm={d['online_norm']!r}; "
+                     "allowed: minmax, clip")
+  kw = {k: (int(d[k]) if k in _INTS else bool(d[k]) if k == "score_voting"
+            else d[k] if k == "online_norm" else float(d[k])) for k in names}
+  frozen = nano if isinstance(nano, tuple) else ntt.freeze(nano)
+  return NanoParams(nano=frozen, **kw)
+
+
+class State(NamedTuple):
+  """Tracker state (a pytree).
+
+  nano: NanoTrack's state (template features, centre, size, pad mean).
+  filter: (5, 5, D, 1) online filter. memory: `memory.Memory`.
+  frame, num_updates: () int32 frames tracked / filter optimisations since init.
+  """
+  nano: ntt.NanoState
+  filter: jnp.ndarray
+  memory: memory_lib.Memory
+  frame: jnp.ndarray
+  num_updates: jnp.ndarray
+
+
+def _to_network(cfg, patch):
+  return patch[..., ::-1] if cfg.network_channels == "bgr" else patch
+
+
+def init(model: dn.DuMLNano, variables, p: NanoParams, frame, box) -> State:
+  """State on the first frame (`frame` uint8 RGB, `box` [x, y, w, h]); jitted
+  (mu plays no part: one compilation per frame shape for every mu)."""
+  return _init(model, variables, dataclasses.replace(p, mu=0.), jnp.asarray(frame),
+               jnp.asarray(box, jnp.float32))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init(model, variables, p, frame, box):
+  cfg = p.nano
+  box = jnp.asarray(box, jnp.float32)
+  nano = ntt.init_state(dn.nanotrack_variables(variables), cfg, frame, box)
+  s_x, _ = ntt.search_geometry(cfg, nano.size)
+  image_size = jnp.asarray([frame.shape[1], frame.shape[0]], jnp.float32)
+  augs = crops.init_augmentations(p.num_init_samples, cfg.instance_size)
+  xs = jax.vmap(lambda a: crops.crop(frame, nano.mean, image_size, nano.center, s_x,
+                                     cfg.instance_size, a))(augs)
+  x_feat = model.apply(variables, _to_network(cfg, xs), method=dn.DuMLNano.features)
+  x_online = model.apply(variables, x_feat, method=dn.DuMLNano.online_feats)
+  half = cfg.instance_size / 2.
+  plain = jnp.concatenate([jnp.array([half, half]), nano.size * cfg.instance_size / s_x])
+  boxes = jax.vmap(lambda a: crops.augment_box(plain, a, cfg.instance_size))(augs)
+  mem = memory_lib.create(x_online, boxes, p.memory_size)
+  z_online = model.apply(variables, nano.z_feat, method=dn.DuMLNano.online_feats)
+  filt0 = model.apply(variables, z_online, method=dn.DuMLNano.initial_filter)[0]
+  filt = tracker_lib._optimise(model, variables, p, filt0, mem, p.init_iters)  # pylint: disable=protected-access
+  zero = jnp.zeros((), jnp.int32)
+  return State(nano, filt, mem, zero, zero)
+
+
+def fused_scores(p: NanoParams, s_accurate, raw, mu):
+  """Eq. 1 on NanoTrack's grid: (S, S) accurate, (S, S, 1) raw online -> (S, S).
+
+  `p.mu` == 0 (static) returns `s_accurate` itself; otherwise the traced `mu`
+  weighs the branches.
+  """
+  if p.mu == 0.:
+    return s_accurate
+  s_robust = tracker_lib.normalise_online(raw, p.online_norm)
+  return duml_lib.fuse_scores(s_robust, s_accurate[..., None], mu)[..., 0]
+
+
+def track(model: dn.DuMLNano, variables, p: NanoParams, state: State, frame):
+  """One frame: (new state, {'box': [x, y, w, h], 'score', 'flag', 'iters'}).
+
+  ``score`` is the fused score at the arg-max (NanoTrack's best score when
+  mu = 0). Jitted; a nonzero `mu` is passed as a traced value, so a sweep of
+  mu compiles once per frame shape; mu = 0 compiles the offline-only score
+  (exactly NanoTrack's, no fusion arithmetic).
+  """
+  static = dataclasses.replace(p, mu=0. if p.mu == 0. else 1.)
+  return _track(model, variables, static, state, frame, jnp.float32(p.mu))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _track(model, variables, p, state, frame, mu):
+  cfg = p.nano
+  x, s_x, scale_z = ntt.search_crop(cfg, state.nano, frame)
+  x_feat = model.apply(variables, x, method=dn.DuMLNano.features)
+  cls, loc = model.apply(variables, state.nano.z_feat, x_feat,
+                         method=dn.DuMLNano.offline_heads)
+  x_online = model.apply(variables, x_feat, method=dn.DuMLNano.online_feats)
+  raw = online_lib.online_scores(state.filter[None], x_online, None)[0]     # (S, S, 1)
+  score = fused_scores(p, ntt.foreground(cls[0]), raw, mu)
+  best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z)
+  flat = score.reshape(-1)
+  if p.score_voting:
+    box_crop = voting.score_voting(boxes, flat, jnp.ones_like(flat), best,
+                                   p.voting_sigma, p.voting_eps)
+  else:
+    box_crop = boxes[best]
+  lr = penalty[best] * flat[best] * cfg.lr
+  nano, box = ntt.move(cfg, state.nano, box_crop, lr, scale_z, frame.shape[:2])
+
+  # Online branch: this frame's sample is the new box in this crop's pixels.
+  crop_scale = cfg.instance_size / s_x
+  origin = ntt.crop_origin(cfg, state.nano.center, s_x)
+  sample_box = jnp.concatenate([(nano.center - origin) * crop_scale, nano.size * crop_scale])
+  frame_idx = state.frame + 1
+  filt, mem, flag, iters = tracker_lib.online_update(
+      model, variables, p, state.filter, state.memory, x_online[0], raw,
+      state.nano.size * crop_scale, sample_box, frame_idx)
+  new = State(nano, filt, mem, frame_idx, state.num_updates + (iters > 0).astype(jnp.int32))
+  return new, {"box": box, "score": flat[best], "flag": flag, "iters": iters}
+
+
+class DuMLNanoTracker:
+  """Host wrapper: ``init(frame, box)``, ``update(frame) -> (box, score)``.
+
+  Frames uint8 RGB; boxes float numpy [x, y, w, h]. `last_output` holds the
+  last step's numpy dict (flag, iters, ...).
+  """
+
+  def __init__(self, model, variables, p: NanoParams, name: str = "DuML-nano"):
+    self.name = name
+    self.model, self.variables, self.params = model, variables, p
+    self.state = None
+    self.last_output = None
+
+  def init(self, frame, box):
+    self.state = init(self.model, self.variables, self.params, jnp.asarray(frame),
+                      jnp.asarray(box, jnp.float32))
+
+  def update(self, frame):
+    if self.state is None:
+      raise RuntimeError(f"{self.name}: update called before init")
+    self.state, out = track(self.model, self.variables, self.params, self.state,
+                            jnp.asarray(frame))
+    out = jax.device_get(out)
+    self.last_output = out
+    return np.asarray(out["box"], np.float64), float(out["score"])
+

@@ -1,0 +1,261 @@
+"""Meta-training of DuML-nano's online (ONR) pieces with NanoTrack frozen.
+
+Learns the online feature projection, the filter initializer and the residual
+functions (label, mask and spatial-weight maps, step length, regulariser;
+paper Eq. 7-8) by differentiating through the SD-GN inner loop, sequence-wise
+(paper Section 4): per sequence, phi^(0) from the support templates' mean
+online feature, ``inner_iters`` SD-GN steps on the S = 3 support frames
+(labels at their target centres), and the hinge loss (`losses.
+hinge_regression_loss`, DiMP's LBHinge) of every iterate phi^(0..T) on the
+Q = 2 query frames, weighted as in DuML's training (`objectives`' iterate
+weights), against Gaussian labels of sigma ``online_spec.label_sigma`` cells
+at the query targets (`labels.onr_label` on the 16x16 grid, cell j at crop
+pixel 16 j + 0.5).
+
+NanoTrack's backbone (and head) are frozen: their features are computed
+outside the differentiated function, and only the online params are in the
+optimiser state, so they get no update by construction.
+
+Data: the training pipeline's sequence mode (`duml_jax.data.pipeline`, crops
+and augmentations of the training issue) on generated synthetic videos and,
+when present, the real clips of ``../shared/data/real_train`` (`otb_layout`
+builder). ``../shared/data/otb_sample`` is the evaluation set and is never
+read here.
+
+  python -m duml_jax.training.meta_nano --workdir=/tmp/meta_nano [--steps 200]
+
+writes ``WORKDIR/online_params.npz`` (+ ``meta_nano.json``: config and loss
+log), loaded by `load_online_params`.
+"""
+import argparse
+import json
+import os
+import pathlib
+import time
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from duml_jax.convert import nanotrack as nano_convert
+from duml_jax.data import pipeline
+from duml_jax.models import duml_nano as dn
+from duml_jax.training import labels as labels_lib
+from duml_jax.training import losses
+from duml_jax.training import objectives
+
+PARAMS_FILE = "online_params.npz"
+LOG_FILE = "meta_nano.json"
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+_SHARED = _REPO.parent / "shared"
+
+
+def get_config():
+  """Meta-training recipe (a few CPU minutes at the defaults)."""
+  c = ml_collections.ConfigDict()
+  c.version = "v2"
+  c.weights = str(_SHARED / "weights" / "nanotrack")
+  c.network_channels = "rgb"          # as the cv2-compatible tracker config feeds the network
+  c.steps = 200
+  c.batch_size = 4
+  c.learning_rate = 1e-3
+  c.grad_clip = 1.0
+  c.inner_iters = 5
+  c.hinge_threshold = 0.05
+  c.seed = 0
+  c.log_every = 10
+  c.real_train = str(_SHARED / "data" / "real_train")   # '' or missing: synthetic only
+  c.real_weight = 1.0
+  c.synthetic_weight = 1.0
+  d = pipeline.default_data_config()
+  d.mode = "sequence"
+  d.datasets = []
+  d.synthetic.update(num_videos=24, num_frames=60, height=256, width=256)
+  d.num_workers = 0
+  d.num_threads = 2
+  d.prefetch = 2
+  c.data = d
+  return c
+
+
+def _data_config(config, workdir):
+  """`config.data` with the datasets of the config, files under `workdir`."""
+  d = ml_collections.ConfigDict(config.data.to_dict())
+  d.data_root = str(workdir)
+  d.tfds_dir = str(pathlib.Path(workdir, "tfds").resolve())
+  datasets = []
+  if config.synthetic_weight > 0:
+    datasets.append(pipeline.synthetic_dataset(str(pathlib.Path(workdir, "synthetic").resolve()),
+                                               config.synthetic_weight, frame_range=30))
+  real = str(config.real_train or "")
+  if real and config.real_weight > 0:
+    if "otb_sample" in real:
+      raise ValueError(f"meta_nano config.real_train={real!r}: otb_sample is the evaluation "
+                       "set and must not be trained on")
+    if os.path.isdir(real):
+      entry = pipeline.synthetic_dataset(os.path.abspath(real), config.real_weight,
+                                         frame_range=30)
+      entry.name = "otb_layout"
+      entry.tag = "real_train"
+      datasets.append(entry)
+    else:
+      logging.warning("meta_nano: config.real_train=%s not found; synthetic data only", real)
+  if not datasets:
+    raise ValueError("meta_nano: no dataset (synthetic_weight and real_weight both off)")
+  d.datasets = datasets
+  return d
+
+
+def images(x, network_channels):
+  """uint8 RGB crops -> float network input (channel order of the tracker config)."""
+  x = jnp.asarray(x, jnp.float32)
+  return x[..., ::-1] if network_channels == "bgr" else x
+
+
+def frozen_features(model, nano_params, batch, network_channels):
+  """NanoTrack features of a sequence batch: (support z, support x, query x)."""
+  variables = {"params": nano_params}
+  f = lambda a: model.apply(variables, images(a.reshape((-1,) + a.shape[2:]), network_channels),
+                            method=dn.DuMLNano.features)
+  sz, sx, qx = batch["support_template"], batch["support_search"], batch["query_search"]
+  unflat = lambda y, a: y.reshape(a.shape[:2] + y.shape[1:])
+  return (unflat(f(sz), sz), unflat(f(sx), sx), unflat(f(qx), qx))
+
+
+def _centres(boxes_xywh):
+  return boxes_xywh[..., :2] + boxes_xywh[..., 2:] / 2.
+
+
+def meta_loss(model, online, nano_params, feats, support_box, query_box, num_iter: int,
+              hinge_threshold: float):
+  """Sequence-wise ONR loss (weighted over iterates) and the per-iterate losses.
+
+  Args:
+    online: the trainable online params (the differentiated argument).
+    nano_params: frozen {'backbone', 'head'} params (not differentiated).
+    feats: `frozen_features` output.
+    support_box, query_box: (B, S, 4), (B, Q, 4) xywh in their search crops.
+  """
+  zf, sf, qf = feats
+  variables = {"params": {**jax.lax.stop_gradient(nano_params), **online}}
+  scores = model.apply(variables, zf, sf, _centres(support_box), qf, num_iter,
+                       method=dn.DuMLNano.online_sequence)          # (B,T+1,Q,G,G,1)
+  g = scores.shape[-2]
+  sigma = model.online_spec.label_sigma
+  lbl = jax.vmap(jax.vmap(lambda b: labels_lib.onr_label(
+      b, g, model.stride, dn.FIRST_CELL_CENTRE, sigma)))(query_box)[..., None]
+  per_iter = jax.vmap(lambda sc: losses.hinge_regression_loss(sc, lbl, hinge_threshold),
+                      in_axes=1)(scores)
+  w = objectives._iterate_weights(num_iter)  # pylint: disable=protected-access
+  return jnp.sum(w * per_iter), per_iter
+
+
+def make_optimizer(config):
+  return optax.chain(optax.clip_by_global_norm(config.grad_clip), optax.adam(config.learning_rate))
+
+
+def make_train_step(model, config):
+  """Jitted ``step(online, opt_state, nano_params, batch) -> (online, opt_state, metrics)``."""
+  tx = make_optimizer(config)
+
+  def step(online, opt_state, nano_params, batch):
+    feats = frozen_features(model, nano_params, batch, config.network_channels)
+    (loss, per_iter), grads = jax.value_and_grad(meta_loss, argnums=1, has_aux=True)(
+        model, online, nano_params, feats, batch["support_box"], batch["query_box"],
+        config.inner_iters, config.hinge_threshold)
+    updates, opt_state = tx.update(grads, opt_state, online)
+    online = optax.apply_updates(online, updates)
+    gnorm = optax.global_norm(grads)
+    return online, opt_state, {"loss": loss, "loss_first": per_iter[0],
+                               "loss_last": per_iter[-1], "grad_norm": gnorm}
+  return jax.jit(step), tx
+
+
+def save_online_params(workdir, online):
+  flat = flax.traverse_util.flatten_dict(jax.device_get(online), sep="/")
+  np.savez(pathlib.Path(workdir, PARAMS_FILE), **{k: np.asarray(v) for k, v in flat.items()})
+
+
+def load_online_params(workdir):
+  """Online params saved by `train` (``WORKDIR/online_params.npz``)."""
+  path = pathlib.Path(workdir, PARAMS_FILE)
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no meta-trained DuML-nano params (run "
+                            "python -m duml_jax.training.meta_nano --workdir=...)")
+  with np.load(path) as z:
+    flat = {k: jnp.asarray(z[k]) for k in z.files}
+  return flax.traverse_util.unflatten_dict(flat, sep="/")
+
+
+def train(config, workdir, nano_variables=None):
+  """Meta-trains the online params; returns (online params, log list).
+
+  Args:
+    config: `get_config()`-shaped.
+    workdir: output folder (data caches, params, log).
+    nano_variables: NanoTrack variables (default: loaded from `config.weights`).
+  """
+  workdir = pathlib.Path(workdir).resolve()
+  workdir.mkdir(parents=True, exist_ok=True)
+  if nano_variables is None:
+    nano_variables = nano_convert.load_nanotrack(config.weights, config.version)
+  model = dn.build(config.version, train_iters=config.inner_iters)
+  nano_params = dn.from_nanotrack(nano_variables, dn.init_online_params(
+      model, jax.random.PRNGKey(config.seed)))["params"]
+  online = {k: nano_params.pop(k) for k in dn.ONLINE}
+  step_fn, tx = make_train_step(model, config)
+  opt_state = tx.init(online)
+  it = pipeline.make_train_iterator(_data_config(config, workdir), process_index=0,
+                                    process_count=1, global_batch_size=config.batch_size,
+                                    seed=config.seed)
+  log, t0 = [], time.perf_counter()
+  try:
+    for s in range(1, config.steps + 1):
+      batch = {k: v for k, v in next(it).items() if k != "skipped"}
+      online, opt_state, m = step_fn(online, opt_state, nano_params, batch)
+      if s % config.log_every == 0 or s in (1, config.steps):
+        m = {k: float(v) for k, v in jax.device_get(m).items()}
+        if not np.isfinite(m["loss"]):
+          raise FloatingPointError(f"meta_nano: loss {m['loss']} at step {s}")
+        el = time.perf_counter() - t0
+        m.update(step=s, elapsed_s=round(el, 1))
+        log.append(m)
+        logging.info("step %d/%d loss %.5f (phi0 %.5f, phiT %.5f) |g| %.3f  %.2f steps/s, "
+                     "ETA %.0fs", s, config.steps, m["loss"], m["loss_first"], m["loss_last"],
+                     m["grad_norm"], s / el, (config.steps - s) * el / s)
+  finally:
+    close = getattr(it, "close", None)
+    if close is not None:
+      close()
+  save_online_params(workdir, online)
+  pathlib.Path(workdir, LOG_FILE).write_text(json.dumps(
+      {"config": config.to_dict(), "log": log}, indent=1, default=str))
+  return online, log
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  ap.add_argument("--workdir", required=True)
+  ap.add_argument("--steps", type=int, default=None)
+  ap.add_argument("--batch_size", type=int, default=None)
+  ap.add_argument("--no_real_train", action="store_true",
+                  help="synthetic videos only (ignore ../shared/data/real_train)")
+  args = ap.parse_args(argv)
+  logging.set_verbosity(logging.INFO)
+  config = get_config()
+  if args.steps is not None:
+    config.steps = args.steps
+  if args.batch_size is not None:
+    config.batch_size = args.batch_size
+  if args.no_real_train:
+    config.real_train = ""
+  _, log = train(config, args.workdir)
+  print(json.dumps(log[-1]))
+
+
+if __name__ == "__main__":
+  main()
