@@ -13,6 +13,22 @@ import jax
 import numpy as np
 
 
+def use_online_filter(impl):
+  """'conv' (the library's `online.apply_filter`) or 'taps' (the proposed tap-matmul form).
+
+  'taps' replaces `duml_jax.models.online.apply_filter` in this process only,
+  to measure the fix proposed in `online_filter_micro.py`; the library file
+  is not changed.
+  """
+  if impl == "conv":
+    return
+  if impl != "taps":
+    raise ValueError(f"--online-filter={impl!r}: conv | taps")
+  from benchmarks import online_filter_micro  # pylint: disable=g-import-not-at-top
+  from duml_jax.models import online  # pylint: disable=g-import-not-at-top
+  online.apply_filter = online_filter_micro.apply_filter_taps
+
+
 def load_average():
   """(1, 5, 15)-minute load averages, rounded."""
   return [round(v, 2) for v in os.getloadavg()]

@@ -361,7 +361,7 @@ def state_dict_from_flax(variables):
     else:
       raise ValueError(f"state_dict_from_flax: no torch counterpart for {'/'.join(path)}")
     key = ".".join(_torch_module_path(list(mods)) + [name])
-    out[key] = torch.from_numpy(np.ascontiguousarray(value))
+    out[key] = torch.from_numpy(np.array(value, np.float32, copy=True))
   return out
 
 

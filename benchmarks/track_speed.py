@@ -118,10 +118,14 @@ def main(argv=None):
   p.add_argument("--lanes", default="1,8", help="lane counts for the vmap runs ('' for none)")
   p.add_argument("--lane-frames", type=int, default=20, help="steps of each lane run")
   p.add_argument("--lane-forms", default="duml", help="forms run with lanes")
+  p.add_argument("--online-filter", default="conv",
+                 help="conv (library) | taps (proposed fix, patched in this process)")
   args = p.parse_args(argv)
+  common.use_online_filter(args.online_filter)
 
   frames, box = common.synthetic_frames(max(args.frames, args.lane_frames))
   result = common.header("track_speed", args.config)
+  result["online_filter"] = args.online_filter
   result.update(frame_hw=list(frames.shape[1:3]), forms={})
   for form in args.forms.split(","):
     cfg, model, variables, tcfg = build(args.config, form)
