@@ -24,8 +24,8 @@ read here.
 
   python -m duml_jax.training.meta_nano --workdir=/tmp/meta_nano [--steps 200]
 
-writes ``WORKDIR/online_params.npz`` (+ ``meta_nano.json``: config and loss
-log), loaded by `load_online_params`.
+writes ``WORKDIR/online_params.npz`` (at every log step and at the end; +
+``meta_nano.json``: config and loss log), loaded by `load_online_params`.
 """
 import argparse
 import json
@@ -123,7 +123,8 @@ def frozen_features(model, nano_params, batch, network_channels):
                             method=dn.DuMLNano.features)
   sz, sx, qx = batch["support_template"], batch["support_search"], batch["query_search"]
   unflat = lambda y, a: y.reshape(a.shape[:2] + y.shape[1:])
-  return (unflat(f(sz), sz), unflat(f(sx), sx), unflat(f(qx), qx))
+  # Frozen: no gradient reaches NanoTrack through its features.
+  return jax.lax.stop_gradient((unflat(f(sz), sz), unflat(f(sx), sx), unflat(f(qx), qx)))
 
 
 def _centres(boxes_xywh):
@@ -224,6 +225,7 @@ def train(config, workdir, nano_variables=None):
         el = time.perf_counter() - t0
         m.update(step=s, elapsed_s=round(el, 1))
         log.append(m)
+        save_online_params(workdir, online)   # a usable file even if stopped early
         logging.info("step %d/%d loss %.5f (phi0 %.5f, phiT %.5f) |g| %.3f  %.2f steps/s, "
                      "ETA %.0fs", s, config.steps, m["loss"], m["loss_first"], m["loss_last"],
                      m["grad_norm"], s / el, (config.steps - s) * el / s)

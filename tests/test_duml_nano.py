@@ -1,0 +1,228 @@
+"""DuML-nano: module shapes and init, mu = 0 == NanoTrack, meta-training through the
+inner loop with NanoTrack frozen, the tracker on real frames.
+
+Tests with real weights / frames skip (via `shared_dir` / `otb_sample`) when
+../shared is absent.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from duml_jax.convert import nanotrack as nano_convert
+from duml_jax.data import benchmarks
+from duml_jax.data import frames as frames_lib
+from duml_jax.models import duml_nano as dn
+from duml_jax.models import nanotrack as nt
+from duml_jax.models import online as online_lib
+from duml_jax.tracking import duml_nano_tracker as dnt
+from duml_jax.tracking import nanotrack_tracker as ntt
+from duml_jax.training import meta_nano
+
+B, S, Q, T = 1, 3, 2, 2
+
+
+@pytest.fixture(scope="module")
+def model():
+  return dn.build("v2", train_iters=T)
+
+
+@pytest.fixture(scope="module")
+def random_params(model):
+  """Random NanoTrack backbone params + initial online params (no weights needed).
+
+  Meta-training never calls the head, so it is left out (cheaper init).
+  """
+  shapes = jax.eval_shape(nt.NanoBackbone().init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, 32, 32, 3)))["params"]
+  rng = np.random.default_rng(0)   # scaled normal weights without compiling the init
+  bb = jax.tree.map(lambda a: jnp.asarray(rng.normal(0., 1., a.shape) / np.sqrt(
+      np.prod(a.shape[:-1]) if len(a.shape) > 1 else 10.), jnp.float32), shapes)
+  return {"backbone": bb, **dn.init_online_params(model, jax.random.PRNGKey(1))}
+
+
+def _square_batch(seed=0):
+  """A fixed sequence batch: a textured square on noise, known boxes (crop pixels).
+
+  Small crops, templates and searches of one size (95: 6x6 feature grids,
+  one backbone compilation) keep the test fast; every function is
+  shape-generic.
+  """
+  rng = np.random.default_rng(seed)
+  tex = rng.integers(0, 256, (24, 24, 3))
+
+  def img(size, cx, cy):
+    im = rng.integers(90, 140, (size, size, 3))
+    x0, y0 = int(cx) - 12, int(cy) - 12
+    im[y0:y0 + 24, x0:x0 + 24] = tex
+    return im.astype(np.uint8), np.array([x0, y0, 24, 24], np.float32)
+  z = [img(95, 47, 47) for _ in range(S)]
+  xs = [img(95, 47 + dx, 47 + dy) for dx, dy in ((0, 0), (15, -10), (-12, 8))]
+  qs = [img(95, 47 + dx, 47 + dy) for dx, dy in ((20, 5), (-5, -17))]
+  stack = lambda items, k: np.stack([it[k] for it in items])[None]
+  return {"support_template": stack(z, 0), "support_template_box": stack(z, 1),
+          "support_search": stack(xs, 0), "support_box": stack(xs, 1),
+          "query_search": stack(qs, 0), "query_box": stack(qs, 1)}
+
+
+# ------------------------------------------------------------------ module ----
+
+
+def test_shapes_and_parameter_groups(model):
+  v = jax.eval_shape(lambda k: dn.init_variables(model, k), jax.random.PRNGKey(0))
+  assert set(v["params"]) == set(dn.OFFLINE + dn.ONLINE)
+  out = jax.eval_shape(model.apply, v, jnp.zeros((2, 127, 127, 3)), jnp.zeros((2, 255, 255, 3)))
+  assert out["cls"].shape == (2, 16, 16, 2)
+  assert out["loc"].shape == (2, 16, 16, 4)
+  assert out["online"].shape == (2, 16, 16, 1)        # the same grid as NanoTrack's
+  seq = jax.eval_shape(
+      lambda p: model.apply(p, jnp.zeros((B, S, 8, 8, 48)), jnp.zeros((B, S, 16, 16, 48)),
+                            jnp.zeros((B, S, 2)), jnp.zeros((B, Q, 16, 16, 48)),
+                            method=dn.DuMLNano.online_sequence), v)
+  assert seq.shape == (B, T + 1, Q, 16, 16, 1)
+  online = jax.eval_shape(lambda k: dn.init_online_params(model, k), jax.random.PRNGKey(0))
+  assert (jax.tree.map(lambda a: a.shape, online)
+          == jax.tree.map(lambda a: a.shape, {k: v["params"][k] for k in dn.ONLINE}))
+  assert online["filter_init"]["conv"]["kernel"].shape == (3, 3, 48, 48)
+
+
+def test_identity_start_of_the_online_pieces(model, random_params):
+  """Online features = L2-normalised NanoTrack features; phi^(0) = pooled target cells."""
+  variables = {"params": random_params}
+  x = jax.random.normal(jax.random.PRNGKey(1), (1, 16, 16, 48))
+  got = model.apply(variables, x, method=dn.DuMLNano.online_feats)
+  want = online_lib.instance_l2_norm(x, np.sqrt(1. / (48 * 25)))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  z = jax.random.normal(jax.random.PRNGKey(2), (1, 8, 8, 48))
+  f = model.apply(variables, z, method=dn.DuMLNano.initial_filter)
+  assert f.shape == (1, 5, 5, 48, 1)
+  # Pooling the centred 4x4 cells to 5x5: corner filter tap = corner cell (2, 2).
+  np.testing.assert_allclose(f[0, 0, 0, :, 0], z[0, 2, 2], rtol=1e-5)
+  np.testing.assert_allclose(f[0, 4, 4, :, 0], z[0, 5, 5], rtol=1e-5)
+
+
+def test_tracker_config_errors_name_the_key():
+  with pytest.raises(KeyError, match="bogus"):
+    dnt.params(dnt.default_config(), bogus=1)
+  with pytest.raises(ValueError, match="mu"):
+    dnt.params(dnt.default_config(), mu=1.5)
+  p = dnt.params(dnt.default_config(), mu=0.5, score_voting=False)
+  assert (p.mu, p.score_voting, p.stride, p.nano.score_size) == (0.5, False, 16, 16)
+  hash(p)
+
+
+# ------------------------------------------------------------ meta-training ----
+
+
+def _config():
+  c = meta_nano.get_config()
+  c.inner_iters, c.batch_size, c.learning_rate = T, B, 3e-3
+  return c
+
+
+def test_grads_through_the_inner_loop_with_nanotrack_frozen(model, random_params):
+  params = dict(random_params)
+  batch = _square_batch()
+  c = _config()
+
+  def loss_of_all(p):   # gradient w.r.t. EVERY parameter, NanoTrack's backbone included
+    nano = {"backbone": p["backbone"]}
+    online = {k: p[k] for k in dn.ONLINE}
+    feats = meta_nano.frozen_features(model, nano, batch, c.network_channels)
+    return meta_nano.meta_loss(model, online, nano, feats, batch["support_box"],
+                               batch["query_box"], T, c.hinge_threshold)[0]
+  grads = jax.jit(jax.grad(loss_of_all))(params)
+  # Frozen: exactly no gradient reaches the backbone.
+  assert all(float(jnp.max(jnp.abs(g))) == 0. for g in jax.tree.leaves(grads["backbone"]))
+  online = [g for k in dn.ONLINE for g in jax.tree.leaves(grads[k])]
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in online)
+  # The residual functions are reached only through the inner SD-GN steps.
+  for name in ("label_weights", "mask_weights", "spatial_weights", "log_step_length",
+               "filter_reg"):
+    assert float(jnp.max(jnp.abs(grads["residual_fns"][name]))) > 0., name
+  assert float(jnp.max(jnp.abs(grads["online_features"]["proj"]["kernel"]))) > 0.
+
+
+def test_one_meta_training_step_lowers_the_loss_on_a_fixed_batch(model, random_params):
+  c = _config()
+  nano = {"backbone": random_params["backbone"]}
+  online = {k: random_params[k] for k in dn.ONLINE}
+  batch = _square_batch()
+  step, tx = meta_nano.make_train_step(model, c)
+  opt_state = tx.init(online)
+  assert not any(k in str(jax.tree_util.tree_structure(opt_state)) for k in dn.OFFLINE)
+  new, opt_state, m = step(online, opt_state, nano, batch)
+  _, _, m2 = step(new, opt_state, nano, batch)     # m2["loss"]: the loss at `new`
+  before, after = float(m["loss"]), float(m2["loss"])
+  assert np.isfinite(before) and after < before, (before, after)
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), online, new)
+  assert all(jax.tree.leaves(changed["residual_fns"]))
+
+
+def test_online_params_roundtrip_and_otb_sample_guard(tmp_path, model):
+  online = dn.init_online_params(model, jax.random.PRNGKey(3))
+  meta_nano.save_online_params(tmp_path, online)
+  back = meta_nano.load_online_params(tmp_path)
+  jax.tree.map(np.testing.assert_array_equal, online, back)
+  with pytest.raises(FileNotFoundError, match="online_params"):
+    meta_nano.load_online_params(tmp_path / "nothing")
+  c = meta_nano.get_config()
+  c.real_train = "../shared/data/otb_sample"
+  with pytest.raises(ValueError, match="evaluation"):
+    meta_nano._data_config(c, tmp_path)  # pylint: disable=protected-access
+
+
+# ------------------------------------------------------------ real frames ----
+
+
+@pytest.fixture(scope="module")
+def crossing(shared_dir, otb_sample):
+  w = shared_dir / "weights" / "nanotrack"
+  if not (w / "nanotrackv2.pth").is_file():
+    pytest.skip(f"{w}: NanoTrack weights not found")
+  seq = benchmarks.load_benchmark("otb", otb_sample, sequences=["Crossing"])[0]
+  frames = [frames_lib.read_frame(f) for f in seq.frames[:8]]
+  return nano_convert.load_nanotrack(w, "v2"), frames, np.asarray(seq.boxes[:8], np.float32)
+
+
+def _run(tracker, frames, box):
+  tracker.init(frames[0], box)
+  return np.array([tracker.update(f)[0] for f in frames[1:]])
+
+
+def test_mu0_reproduces_the_nanotrack_tracker(crossing, model):
+  nano, frames, gt = crossing
+  variables = dn.from_nanotrack(nano, dn.init_online_params(model, jax.random.PRNGKey(0)))
+  ref = _run(ntt.NanoTracker(nano), frames, gt[0])
+  p = dnt.params(dnt.default_config(), mu=0., score_voting=False)
+  ours = dnt.DuMLNanoTracker(model, variables, p)
+  np.testing.assert_array_equal(_run(ours, frames, gt[0]), ref)
+  assert int(ours.state.memory.count) == p.num_init_samples + len(frames) - 1
+
+
+def test_duml_nano_tracks_real_frames(crossing, model):
+  nano, frames, gt = crossing
+  variables = dn.from_nanotrack(nano, dn.init_online_params(model, jax.random.PRNGKey(0)))
+  p = dataclasses.replace(dnt.params(dnt.default_config(), mu=0.8), update_every=3)
+  t = dnt.DuMLNanoTracker(model, variables, p)
+  t.init(frames[0], gt[0])
+  boxes, flags, iters = [], [], []
+  for f in frames[1:]:
+    boxes.append(t.update(f)[0])
+    flags.append(int(t.last_output["flag"]))
+    iters.append(int(t.last_output["iters"]))
+  boxes = np.array(boxes)
+  assert np.all(np.isfinite(boxes))
+  c, g = boxes[:, :2] + boxes[:, 2:] / 2, gt[1:, :2] + gt[1:, 2:] / 2
+  assert np.max(np.linalg.norm(c - g, axis=1)) < 0.5 * np.min(gt[0, 2:]), (c, g)
+  # The paper's schedule: update_iters steps on frames k * update_every (normal
+  # flag), distractor_iters at once on distractors, none when the target is lost.
+  want = [0 if fl == dnt.tracker_lib.FLAG_NOT_FOUND else
+          p.distractor_iters if fl == dnt.tracker_lib.FLAG_DISTRACTOR else
+          p.update_iters if k % 3 == 0 else 0 for k, fl in enumerate(flags, start=1)]
+  assert iters == want, (flags, iters)
+  assert int(t.state.num_updates) == sum(i > 0 for i in iters)
+  assert int(t.state.memory.count) == p.num_init_samples + sum(
+      fl != dnt.tracker_lib.FLAG_NOT_FOUND for fl in flags)
