@@ -148,7 +148,7 @@ def test_init_and_track_every_form(models, form):
   state = tracker.init(model, variables, p, _frame(0), BOX0, size)
   assert (state.filter is None) == (form == "ofc5s")
   for t in range(1, 4):
-    state, out = tracker.track(model, variables, p, state, _frame(t))
+    state, out = tracker.step(model, variables, p, state, _frame(t))
     box = np.asarray(out["box"])
     assert np.all(np.isfinite(box)) and np.isfinite(float(out["score"]))
     centre = box[:2] + box[2:] / 2
@@ -168,7 +168,7 @@ def _run(models, n, **overrides):
   first = state
   outs = []
   for t in range(1, n + 1):
-    state, out = tracker.track(model, variables, p, state, _frame(t % 20))
+    state, out = tracker.step(model, variables, p, state, _frame(t % 20))
     outs.append(jax.device_get(out))
   return p, first, state, outs
 
@@ -250,8 +250,10 @@ def test_batched_lanes_equal_single_sequences(models):
         continue
       t += 1
       box, score = single.update(frame(lane, t))
-      np.testing.assert_allclose(box, item[0], atol=1e-4, err_msg=f"lane {lane}, frame {t}")
-      np.testing.assert_allclose(score, item[1], atol=1e-5)
+      # float32: lanes batched through different matmul shapes round differently
+      np.testing.assert_allclose(box, item[0], rtol=1e-5, atol=1e-4,
+                                 err_msg=f"lane {lane}, frame {t}")
+      np.testing.assert_allclose(score, item[1], atol=1e-4)
 
 
 def test_update_of_a_lane_never_initialised_fails(models):
@@ -267,3 +269,19 @@ def test_pad_frames_buckets():
   assert stacked.shape == (3, 128, 256, 3)
   np.testing.assert_array_equal(sizes[[0, 2]], [[130, 100], [200, 65]])
   assert stacked[2, :65, :200].min() == 1 and stacked[2, 65:].max() == 0
+
+
+def test_track_defers_the_filter_steps_to_refine_filter(models):
+  """`track` records the sample and reports the steps due; `refine_filter` runs them."""
+  c, model, variables = models["duml"]
+  p = tracker.tracking_params(c, **SMALL, not_found_threshold=-1e9, distractor_threshold=1e9)
+  state = tracker.init(model, variables, tracker.tracking_params(c, **SMALL), _frame(0), BOX0,
+                       jnp.array([160., 120.]))
+  state = state.replace(frame=jnp.asarray(p.update_every - 1, jnp.int32))
+  tracked, out = tracker.track(model, variables, p, state, _frame(1))
+  assert int(out["iters"]) == p.update_iters
+  np.testing.assert_array_equal(tracked.filter, state.filter)
+  refined = tracker.refine_filter(model, variables, p, tracked, out["iters"])
+  stepped, _ = tracker.step(model, variables, p, state, _frame(1))
+  assert not np.allclose(refined.filter, state.filter)
+  np.testing.assert_allclose(refined.filter, stepped.filter, rtol=1e-5, atol=1e-7)

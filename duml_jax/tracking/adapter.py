@@ -50,7 +50,7 @@ def pad_frames(frames, pad_multiple: int = 64):
 
 @functools.lru_cache(maxsize=16)
 def _batched_fns(model, tcfg):
-  """Jitted (init, step, scatter) of a (model, tcfg), shared by all adapters using them."""
+  """Jitted (init, step, scatter, refine) of a (model, tcfg), shared by all adapters using them."""
   donate = jax.default_backend() != "cpu"
 
   def init_one(v, frame, box, size):
@@ -67,9 +67,13 @@ def _batched_fns(model, tcfg):
   def scatter(states, idx, new):
     return jax.tree.map(lambda s, n: s.at[idx].set(n), states, new)
 
+  def refine(v, states, iters):
+    return jax.vmap(lambda s, n: tracker_lib.refine_state(model, v, tcfg, s, n))(states, iters)
+
   return (jax.jit(jax.vmap(init_one, in_axes=(None, 0, 0, 0))),
           jax.jit(step, donate_argnums=(1,) if donate else ()),
-          jax.jit(scatter, donate_argnums=(0,) if donate else ()))
+          jax.jit(scatter, donate_argnums=(0,) if donate else ()),
+          jax.jit(refine, donate_argnums=(1,) if donate else ()))
 
 
 def _next_pow2(k):
@@ -90,7 +94,7 @@ class DuMLBatchTracker:
     self._variables = variables
     self._state = None
     self._ready = np.zeros(self.batch_size, bool)   # lanes initialised at least once
-    self._init, self._step, self._scatter = _batched_fns(model, tcfg)
+    self._init, self._step, self._scatter, self._refine = _batched_fns(model, tcfg)
 
   @property
   def state(self):
@@ -126,6 +130,9 @@ class DuMLBatchTracker:
     stacked, _ = pad_frames(lane_frames, self.pad_multiple)
     self._state, out = self._step(self._variables, self._state, stacked, jnp.asarray(mask))
     out = jax.device_get(out)
+    iters = np.where(mask, out["iters"], 0).astype(np.int32)
+    if iters.any():   # filter steps due on some lane (every 20 frames / on distractors)
+      self._state = self._refine(self._variables, self._state, jnp.asarray(iters))
     self.last_output = out
     boxes[mask] = out["box"][mask]
     scores[mask] = out["score"][mask]

@@ -291,20 +291,19 @@ def localise(model, tcfg, heads, raw_online, target_wh):
   return box_crop, lr, flat_score[best]
 
 
-def online_update(model, variables, tcfg, filt, mem, x_online, raw, target_wh, sample_box,
-                  frame_idx):
-  """Step 4 of the module docstring: flag, memory update, scheduled SD-GN steps.
+def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx):
+  """Step 4 of the module docstring without the SD-GN steps: flag, memory update, steps due.
 
   Args:
-    model, tcfg: static; `tcfg` needs the memory / schedule / flag fields of
+    tcfg: static; needs the memory / schedule / flag fields of
       `TrackingParams` and `stride` (duck-typed: DuML-nano passes its own).
-    filt, mem: current filter and `memory_lib.Memory`.
+    mem: `memory_lib.Memory`.
     x_online: (G, G, D) online features of this frame's search crop.
     raw: (S, S, A) raw online scores; target_wh: (2,) target size in crop pixels.
     sample_box: (4,) (cx, cy, w, h) of the new target box in this crop's pixels.
     frame_idx: () int32 frames tracked since init, this one included.
   Returns:
-    (filter, memory, flag, iters).
+    (memory, flag, iters): iters = SD-GN steps due on this frame (0: none).
   """
   flag = localisation_flag(raw, target_wh, tcfg)
   not_found, distractor = flag == FLAG_NOT_FOUND, flag == FLAG_DISTRACTOR
@@ -315,19 +314,44 @@ def online_update(model, variables, tcfg, filt, mem, x_online, raw, target_wh, s
   iters = jnp.where(not_found, 0, jnp.where(
       distractor, tcfg.distractor_iters,
       jnp.where(scheduled, tcfg.update_iters, 0))).astype(jnp.int32)
+  return mem, flag, iters
+
+
+def refine(model, variables, tcfg, filt, mem, iters):
+  """The `iters` (traced, <= max(update_iters, distractor_iters)) SD-GN steps due."""
   max_iter = max(tcfg.update_iters, tcfg.distractor_iters)
-  if max_iter > 0:
-    filt = lax.cond(iters > 0,
-                    lambda f: _optimise(model, variables, tcfg, f, mem, iters, max_iter),
-                    lambda f: f, filt)
-  return filt, mem, flag, iters
+  if max_iter == 0:
+    return filt
+  return lax.cond(iters > 0,
+                  lambda f: _optimise(model, variables, tcfg, f, mem, iters, max_iter),
+                  lambda f: f, filt)
+
+
+def online_update(model, variables, tcfg, filt, mem, x_online, raw, target_wh, sample_box,
+                  frame_idx):
+  """`online_record` then `refine`: returns (filter, memory, flag, iters)."""
+  mem, flag, iters = online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx)
+  return refine(model, variables, tcfg, filt, mem, iters), mem, flag, iters
+
+
+def refine_state(model, variables, tcfg, state, iters):
+  """The filter of `state` after the `iters` SD-GN steps due (no-op without an online branch)."""
+  if not model.a_on:
+    return state
+  return state.replace(filter=refine(model, variables, tcfg, state.filter, state.memory, iters))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
-def track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+def refine_filter(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, iters):
+  """Runs the `iters` (traced, <= max of update/distractor iters) SD-GN steps due on the memory."""
+  return refine_state(model, variables, tcfg, state, iters)
+
+
+def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
   """One frame: (new state, {'box': (4,) xywh, 'score', 'flag', 'iters'}).
 
-  ``iters`` is the number of SD-GN steps run on this frame (0 when none).
+  ``iters`` is the number of SD-GN steps due on this frame (0 when none);
+  the filter in the returned state is not yet refined (see `refine_filter`).
   """
   _check(model, tcfg)
   _, s_x, scale_z = crops.crop_scales(state.size, tcfg.context_amount, tcfg.exemplar_size,
@@ -350,11 +374,29 @@ def track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fra
   if model.a_on:
     half = tcfg.search_size / 2.
     sample_box = jnp.concatenate([half + (centre - state.centre) * scale_z, size * scale_z])
-    filt, mem, flag, iters = online_update(model, variables, tcfg, filt, mem, xf["online"][0],
-                                           raw, target_wh, sample_box, frame_idx)
+    mem, flag, iters = online_record(tcfg, mem, xf["online"][0], raw, target_wh, sample_box,
+                                     frame_idx)
   new_state = state.replace(centre=centre, size=size, filter=filt, memory=mem,
                             frame=frame_idx,
                             num_updates=state.num_updates + (iters > 0).astype(jnp.int32))
   out = {"box": jnp.concatenate([centre - size / 2., size]), "score": score,
          "flag": flag, "iters": iters}
   return new_state, out
+
+
+track = functools.partial(jax.jit, static_argnums=(0, 2))(_track)
+track.__doc__ = """Localises the target in one frame and adds the sample to the memory.
+
+Returns (state, out) with out = {'box': (4,) xywh, 'score', 'flag', 'iters'};
+``iters`` SD-GN steps are due on the filter: run them with `refine_filter`
+(or use `step`, which does both). Splitting the two lets the batch adapter
+skip the filter optimisation on the ~19 of 20 frames where no lane needs it
+(under `jax.vmap` a `lax.cond` runs both branches).
+"""
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def step(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+  """`track` then `refine_filter` in one pure function (e.g. to `jax.vmap`/`jax.grad` over)."""
+  state, out = _track(model, variables, tcfg, state, frame)
+  return refine_state(model, variables, tcfg, state, out["iters"]), out
