@@ -181,11 +181,28 @@ def get_config(arg=None):
 
 
 def _tiny(c):
-  """CPU-sized model and recipe on the synthetic tracking dataset."""
+  """CPU-sized model and recipe on the synthetic tracking dataset.
+
+  Half-size crops (63 template / 127 search, target ~32 px in the crop)
+  keep the stride-8 geometry of the paper model: 8x8 template and 16x16
+  search feature grids, 9x9 score maps (-32 ... +32 px), anchors of base
+  size 32 (scale 4), online label/mask widths halved.
+  """
   c.model.backbone = "tiny"
   c.model.neck_channels = 32
+  c.model.exemplar_size = 63
+  c.model.search_size = 127
+  c.model.anchor_scales = (4.0,)
   c.model.online_cfg.feature_dim = 32
   c.model.online_cfg.train_iters = 3
+  c.model.online_cfg.label_sigma = 1.0
+  c.model.online_cfg.mask_init_radius = 2.0
+  c.model.online_cfg.bin_displacement = 0.1
+  c.tracking.search_size = 127
+  for name in ("nfs30", "uav123", "lasot"):
+    c.tracking.benchmarks[name] = {}
+  c.data.template_aug.shift = 2.0
+  c.data.search_aug.shift = 32.0
   c.batch_size = 16
   c.steps_per_epoch = 100
   c.optim.num_epochs = 10

@@ -131,7 +131,9 @@ def train(config, workdir):
             scalars[f"skipped_{k}"] = v
         writer.write_scalars(done, scalars)
         t_wait = 0.
-      ckpt.save(done, state, data_state=it.get_state(), config=config)
+      if done % config.checkpoint_every_steps == 0:
+        _check(pending, ckpt)          # never save the state of a non-finite step
+        ckpt.save(done, state, data_state=it.get_state(), config=config)
     _check(pending, ckpt)
     if ckpt.latest_step() != total:
       ckpt.save(total, state, data_state=it.get_state(), config=config, force=True)

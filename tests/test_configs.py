@@ -1,0 +1,80 @@
+"""Configs: every form of the paper as data; clear errors for bad settings."""
+import itertools
+
+import pytest
+
+from configs import duml as duml_config
+from duml_jax import config_lib
+
+PAIRS = [(a, b) for a, b in itertools.product(config_lib.OFFLINE_FORMS, config_lib.ONLINE_FORMS)
+         if not a == b == "none"]
+
+
+@pytest.mark.parametrize("off,on", PAIRS)
+def test_every_form_is_a_config(off, on):
+  c = duml_config.get_config(f"tiny,offline={off},online={on}")
+  assert (c.model.offline, c.model.online) == (off, on)
+  assert c.model.backbone == "tiny"
+
+
+@pytest.mark.parametrize("name,off,on", [
+    ("ofr", "OFR", "none"), ("ofc1s", "OFC-1s", "none"), ("ofc5s", "OFC-5s", "none"),
+    ("onr", "none", "ONR"), ("onc1s", "none", "ONC-1s"), ("onc5s", "none", "ONC-5s"),
+    ("ofc5s+onr", "OFC-5s", "ONR"), ("ofr+onc5s", "OFR", "ONC-5s"), ("duml", "OFC-5s", "ONR"),
+    ("tiny-ofc1s+onc1s", "OFC-1s", "ONC-1s")])
+def test_named_forms(name, off, on):
+  c = duml_config.get_config(name)
+  assert (c.model.offline, c.model.online) == (off, on)
+  assert c.model.backbone == ("tiny" if name.startswith("tiny") else "resnet50")
+
+
+def test_paper_defaults_and_switches():
+  c = duml_config.get_config("paper")
+  assert (c.model.offline, c.model.online, c.tracking.mu) == ("OFC-5s", "ONR", 0.8)
+  assert c.tracking.score_voting and c.tracking.voting_sigma == 0.0025
+  assert (c.loss.w_online, c.loss.w_offline, c.loss.w_box, c.loss.w_iou) == (1., 10., 1.2, 1.2)
+  assert (c.loss.atss_topk_5s, c.loss.atss_topk_1s) == (15, 11)
+  assert c.tracking.memory_size == 50 and c.tracking.update_every == 20
+  assert c.num_train_steps == c.steps_per_epoch * c.optim.num_epochs
+  v = duml_config.get_config("paper,voting=0,mu=0.7,assigner=atss_min_l2,ofr_loss=FC_RG")
+  assert not v.tracking.score_voting and v.tracking.mu == 0.7
+  assert v.loss.ofc_assigner == "atss_min_l2" and v.loss.ofr_loss == "FC_RG"
+  assert duml_config.get_config("resnet18").model.backbone == "resnet18"
+
+
+def test_derived_values_follow_overrides():
+  c = duml_config.get_config("paper")
+  assert config_lib.box_anchors(c.model) == 5 and config_lib.score_size(c.model) == 25
+  c.model.offline, c.model.online = "OFR", "ONC-1s"     # like --config.model.offline=OFR
+  assert config_lib.box_anchors(c.model) == 1
+  assert config_lib.anchor_ratios(c.model) == (1.0,)
+  c.model.search_size = 319
+  assert config_lib.score_size(c.model) == 33
+  t = duml_config.get_config("tiny")
+  assert config_lib.score_size(t.model) == 9 and config_lib.online_grid(t.model) == 16
+
+
+@pytest.mark.parametrize("arg,match", [
+    ("paper,offline=none,online=none", "both 'none'"),
+    ("paper,offline=OFC-3s", "model.offline"),
+    ("paper,online=ONX", "model.online"),
+    ("paper,backbone=vgg", "model.backbone"),
+    ("paper,mu=1.5", "tracking.mu"),
+    ("paper,assigner=topk", "loss.ofc_assigner"),
+    ("paper,nosuchkey=1", "unknown key 'nosuchkey'"),
+    ("paper,ofc7s", "must be key=value"),
+    ("bogus", "unknown preset or form 'bogus'"),
+])
+def test_bad_settings_fail_with_the_key_named(arg, match):
+  with pytest.raises(ValueError, match=match):
+    duml_config.get_config(arg)
+
+
+def test_unknown_field_overrides_fail():
+  c = duml_config.get_config("tiny")
+  with pytest.raises(AttributeError):
+    c.model.no_such_field = 1        # locked: like --config.model.no_such_field=1
+  with pytest.raises(ValueError, match="model.online"):
+    c.unlock()
+    c.model.online = "onr"
+    config_lib.validate(c)
