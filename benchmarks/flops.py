@@ -8,14 +8,14 @@ Prints one JSON object. Figures come from
   update inside the `lax.cond` (the figure is the network's plus a little),
   so an update frame costs `update_iters` x `sdgn_update_step` more;
 * `network_per_frame`: search backbone + neck + offline heads + online
-  scores for one 255 crop (what `torch_compare.py` times);
+  scores for one search crop (config size) (what `torch_compare.py` times);
 * `tracker_init`: `tracker.init` (template + the augmented first-frame
   memory + `init_iters` SD-GN steps);
 * `sdgn_update_step`: one tracking-time SD-GN step over the full memory;
 * `train_step_per_example`: value and gradient of the library loss
   (`objectives.make_loss_fn`, sequence-wise for forms with an online branch,
   pair-wise otherwise) divided by the batch;
-* `backbone_255`: the backbone alone on a 255 crop, next to a hand count of
+* `backbone_search` / `backbone_template`: the backbone alone on a search / template crop, next to a hand count of
   its convolutions (2 * H_out * W_out * k_h * k_w * C_in * C_out each, the
   stride-8 resize, BN and ReLU not counted).
 
@@ -112,14 +112,12 @@ def main(argv=None):
 
   arch = cfg.model.backbone
   bb = backbone_lib.build_backbone(arch)
-  bvars = jax.eval_shape(lambda: bb.init(jax.random.PRNGKey(0), jnp.zeros((1, 255, 255, 3)),
+  zs, xs = cfg.model.exemplar_size, cfg.model.search_size
+  bvars = jax.eval_shape(lambda: bb.init(jax.random.PRNGKey(0), jnp.zeros((1, xs, xs, 3)),
                                          train=False))
-  result["backbone_255"] = dict(_flops(lambda v, x: bb.apply(v, x, train=False), bvars,
-                                       f32(1, 255, 255, 3)),
-                                hand_count_gflops=round(backbone_conv_flops(arch, 255) / 1e9, 4))
-  result["backbone_127"] = dict(_flops(lambda v, x: bb.apply(v, x, train=False), bvars,
-                                       f32(1, 127, 127, 3)),
-                                hand_count_gflops=round(backbone_conv_flops(arch, 127) / 1e9, 4))
+  for key, n in (("backbone_search", xs), ("backbone_template", zs)):
+    result[key] = dict(_flops(lambda v, x: bb.apply(v, x, train=False), bvars, f32(1, n, n, 3)),
+                       size=n, hand_count_gflops=round(backbone_conv_flops(arch, n) / 1e9, 4))
 
   def net(v, z_off, filt, x):
     xf = model.apply(v, x, method=DuML.search)
@@ -128,10 +126,10 @@ def main(argv=None):
       out["online"] = online_lib.online_scores(filt, xf["online"], duml_lib.ONLINE_CROP)
     return out
   zf = jax.eval_shape(lambda v, z: model.apply(v, z, method=DuML.template), variables,
-                      f32(1, 127, 127, 3))
+                      f32(1, zs, zs, 3))
   filt = (jax.eval_shape(lambda v, o: model.apply(v, o, method=DuML.initial_filter), variables,
                          zf["online"]) if model.a_on else None)
-  result["network_per_frame"] = _flops(net, variables, zf["offline"], filt, f32(1, 255, 255, 3))
+  result["network_per_frame"] = _flops(net, variables, zf["offline"], filt, f32(1, xs, xs, 3))
 
   result["track_step"] = {}
   for form in args.forms.split(","):
@@ -161,11 +159,11 @@ def main(argv=None):
     d = cfg.data
     if objectives.training_mode(cfg.model) == "sequence":
       s, q = d.num_support, d.num_query
-      batch = {"support_template": f32(b, s, 127, 127, 3), "support_search": f32(b, s, 255, 255, 3),
-               "support_box": f32(b, s, 4), "query_search": f32(b, q, 255, 255, 3),
+      batch = {"support_template": f32(b, s, zs, zs, 3), "support_search": f32(b, s, xs, xs, 3),
+               "support_box": f32(b, s, 4), "query_search": f32(b, q, xs, xs, 3),
                "query_box": f32(b, q, 4)}
     else:
-      batch = {"template": f32(b, 127, 127, 3), "search": f32(b, 255, 255, 3),
+      batch = {"template": f32(b, zs, zs, 3), "search": f32(b, xs, xs, 3),
                "search_box": f32(b, 4), "negative": jax.ShapeDtypeStruct((b,), jnp.bool_)}
 
     def grad_step(v, batch):

@@ -5,7 +5,7 @@ Prints one JSON object. The PyTorch network is `benchmarks/torch_duml.py`
 `load_flax`); outputs are checked to agree before timing.
 
 * tracking step: template features and the initial online filter once, then
-  per frame a 255x255 search crop (host numpy in) -> backbone, neck, offline
+  per frame a search crop of the config size (host numpy in) -> backbone, neck, offline
   heads (score + box), online features and online scores (host numpy out).
   JAX: one jitted function; PyTorch: eager under `torch.no_grad()`.
 * training step: pair-wise forward and backward (gradients of every
@@ -135,8 +135,10 @@ def main(argv=None):
                 form=f"{cfg.model.offline}+{cfg.model.online}", backbone=cfg.model.backbone)
 
   rng = np.random.default_rng(0)
-  z1 = rng.uniform(0, 255, (1, 127, 127, 3)).astype(np.float32)
-  xs = rng.uniform(0, 255, (4, 1, 255, 255, 3)).astype(np.float32)
+  zs, xsz = cfg.model.exemplar_size, cfg.model.search_size
+  result.update(exemplar_size=zs, search_size=xsz)
+  z1 = rng.uniform(0, 255, (1, zs, zs, 3)).astype(np.float32)
+  xs = rng.uniform(0, 255, (4, 1, xsz, xsz, 3)).astype(np.float32)
   j_template, j_track, j_train = jax_fns(model)
   t_template, t_track, t_train = torch_fns(tmodel, torch)
 
@@ -173,8 +175,8 @@ def main(argv=None):
         flush=True)
 
   # Training step.
-  zb = rng.uniform(0, 255, (args.batch, 127, 127, 3)).astype(np.float32)
-  xb = rng.uniform(0, 255, (args.batch, 255, 255, 3)).astype(np.float32)
+  zb = rng.uniform(0, 255, (args.batch, zs, zs, 3)).astype(np.float32)
+  xb = rng.uniform(0, 255, (args.batch, xsz, xsz, 3)).astype(np.float32)
   t0 = time.perf_counter()
   jax.block_until_ready(j_train(variables, zb, xb))
   jax_compile = time.perf_counter() - t0

@@ -44,11 +44,13 @@ def _close(ours, ref, what):
 def nets():
   cfg = duml_configs.get_config("tiny")
   model = duml_lib.build_model(cfg.model)
-  variables = _randomised(duml_lib.init_variables(model, jax.random.PRNGKey(0)))
+  variables = _randomised(duml_lib.init_variables(
+      model, jax.random.PRNGKey(0), cfg.model.exemplar_size, cfg.model.search_size))
   tmodel = torch_duml.load_flax(torch_duml.from_model_config(cfg.model), variables).eval()
   rng = np.random.default_rng(1)
-  z = rng.uniform(0, 255, (2, 127, 127, 3)).astype(np.float32)
-  x = rng.uniform(0, 255, (2, 255, 255, 3)).astype(np.float32)
+  zs, xs = cfg.model.exemplar_size, cfg.model.search_size
+  z = rng.uniform(0, 255, (2, zs, zs, 3)).astype(np.float32)
+  x = rng.uniform(0, 255, (2, xs, xs, 3)).astype(np.float32)
   return model, variables, tmodel, z, x
 
 
