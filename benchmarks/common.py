@@ -14,7 +14,7 @@ import numpy as np
 
 
 def use_online_filter(impl):
-  """'conv' (the library's `online.apply_filter`) or 'taps' (the proposed tap-matmul form).
+  """'conv' (the library's `online.apply_filter`, whatever it is) or 'taps' (the tap-matmul form).
 
   'taps' replaces `duml_jax.models.online.apply_filter` in this process only,
   to measure the fix proposed in `online_filter_micro.py`; the library file

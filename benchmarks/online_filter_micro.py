@@ -1,12 +1,15 @@
-"""Micro-benchmark: the online filter's convolution (`online.apply_filter`) vs a tap-matmul form.
+"""Micro-benchmark: the library's online filter (`online.apply_filter`) vs a tap-matmul form.
 
 `duml_jax.models.online.apply_filter` scores memory features (M, G, G, D)
-with a filter (k, k, D, A) by `lax.conv_general_dilated`. Under `jax.vmap`
-over tracker lanes the filter is per lane, and JAX's batching rule turns the
-conv into a grouped convolution (`feature_group_count` = lanes), which XLA's
-CPU backend runs ~100x slower than the ungrouped conv. `apply_filter_taps`
-below computes the same scores as one matmul over channels for all k*k taps
-(a batched dot under vmap), then k*k shifted adds of the A-channel maps.
+with a filter (k, k, D, A). Up to commit 597b601 it was a
+`lax.conv_general_dilated`; under `jax.vmap` over per-lane filters JAX's
+batching rule turns that into a grouped convolution, which XLA's CPU
+backend runs ~100x slower. Since 398f9bc it is k*k shifted (D -> A)
+contractions: with A = 1 each is a matrix-vector product, one pass over the
+features per tap. `apply_filter_taps` below does one (D -> k*k*A) matmul
+for all taps (a batched dot under vmap), then k*k shifted adds of the
+A-channel maps. The key "library" is whatever `online.apply_filter` is in
+the checkout.
 
 Prints one JSON object: ms for the plain call, its VJP w.r.t. the filter
 (the SD-GN gradient) and both under vmap, for the tiny (D=32) and paper
@@ -63,7 +66,7 @@ def main():
     case = {"max_abs_diff": float(jnp.max(jnp.abs(apply_filter_taps(feats, filt) - ref))),
             "max_abs_ref": float(jnp.max(jnp.abs(ref))), "lanes": lanes}
     xs, fs, gs = (jnp.stack([a] * lanes) for a in (feats, filt, g))
-    for name, fn in (("conv", online.apply_filter), ("taps", apply_filter_taps)):
+    for name, fn in (("library", online.apply_filter), ("taps", apply_filter_taps)):
       vjp = lambda f, gg, x, fn=fn: jax.vjp(lambda q: fn(x, q), f)[1](gg)[0]
       case[name] = {
           "fwd": _ms(jax.jit(fn), feats, filt),
