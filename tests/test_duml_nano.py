@@ -122,39 +122,49 @@ def _config():
   return c
 
 
-def test_grads_through_the_inner_loop_with_nanotrack_frozen(model, random_params):
-  params = dict(random_params)
-  batch = _square_batch()
+@pytest.fixture(scope="module")
+def meta_setup(model, random_params):
+  """(config, jitted fns, nano params, online params, batch, frozen features)."""
   c = _config()
+  features, step, tx = meta_nano.make_train_step(model, c)
+  nano = {"backbone": random_params["backbone"]}
+  online = {k: random_params[k] for k in dn.ONLINE}
+  batch = _square_batch()
+  return c, (features, step, tx), nano, online, batch, features(nano, batch)
 
-  def loss_of_all(p):   # gradient w.r.t. EVERY parameter, NanoTrack's backbone included
-    nano = {"backbone": p["backbone"]}
-    online = {k: p[k] for k in dn.ONLINE}
-    feats = meta_nano.frozen_features(model, nano, batch, c.network_channels)
-    return meta_nano.meta_loss(model, online, nano, feats, batch["support_box"],
-                               batch["query_box"], T, c.hinge_threshold)[0]
-  grads = jax.jit(jax.grad(loss_of_all))(params)
-  # Frozen: exactly no gradient reaches the backbone.
-  assert all(float(jnp.max(jnp.abs(g))) == 0. for g in jax.tree.leaves(grads["backbone"]))
-  online = [g for k in dn.ONLINE for g in jax.tree.leaves(grads[k])]
-  assert all(bool(jnp.all(jnp.isfinite(g))) for g in online)
+
+def test_features_are_frozen(meta_setup, model):
+  """No gradient reaches NanoTrack through its features (tiny crops: cheap)."""
+  c, _, nano, _, _, _ = meta_setup
+  tiny = {k: np.zeros((1, 1, 16, 16, 3), np.uint8) for k in
+          ("support_template", "support_search", "query_search")}
+  g = jax.grad(lambda p: sum(jnp.sum(f) for f in meta_nano.frozen_features(
+      model, p, tiny, c.network_channels)))(nano)
+  assert all(float(jnp.max(jnp.abs(x))) == 0. for x in jax.tree.leaves(g))
+
+
+def test_grads_through_the_inner_loop(meta_setup, model):
+  c, _, nano, online, batch, feats = meta_setup
+  grads = jax.jit(jax.grad(lambda o: meta_nano.meta_loss(
+      model, o, nano, feats, batch["support_box"], batch["query_box"], T,
+      c.hinge_threshold)[0]))(online)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
   # The residual functions are reached only through the inner SD-GN steps.
   for name in ("label_weights", "mask_weights", "spatial_weights", "log_step_length",
                "filter_reg"):
     assert float(jnp.max(jnp.abs(grads["residual_fns"][name]))) > 0., name
   assert float(jnp.max(jnp.abs(grads["online_features"]["proj"]["kernel"]))) > 0.
+  assert float(jnp.max(jnp.abs(grads["filter_init"]["conv"]["kernel"]))) > 0.
 
 
-def test_one_meta_training_step_lowers_the_loss_on_a_fixed_batch(model, random_params):
-  c = _config()
-  nano = {"backbone": random_params["backbone"]}
-  online = {k: random_params[k] for k in dn.ONLINE}
-  batch = _square_batch()
-  step, tx = meta_nano.make_train_step(model, c)
+def test_one_meta_training_step_lowers_the_loss_on_a_fixed_batch(meta_setup):
+  _, (_, step, tx), nano, online, batch, feats = meta_setup
   opt_state = tx.init(online)
+  # Only the online params are optimised: NanoTrack's are no part of the state.
   assert not any(k in str(jax.tree_util.tree_structure(opt_state)) for k in dn.OFFLINE)
-  new, opt_state, m = step(online, opt_state, nano, batch)
-  _, _, m2 = step(new, opt_state, nano, batch)     # m2["loss"]: the loss at `new`
+  boxes = batch["support_box"], batch["query_box"]
+  new, opt_state, m = step(online, opt_state, nano, feats, *boxes)
+  _, _, m2 = step(new, opt_state, nano, feats, *boxes)    # m2["loss"]: the loss at `new`
   before, after = float(m["loss"]), float(m2["loss"])
   assert np.isfinite(before) and after < before, (before, after)
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), online, new)

@@ -160,20 +160,23 @@ def make_optimizer(config):
 
 
 def make_train_step(model, config):
-  """Jitted ``step(online, opt_state, nano_params, batch) -> (online, opt_state, metrics)``."""
+  """Jitted ``features(nano_params, batch) -> feats`` (frozen NanoTrack, outside
+  the differentiated function) and ``step(online, opt_state, nano_params, feats,
+  support_box, query_box) -> (online, opt_state, metrics)``, and the optimiser."""
   tx = make_optimizer(config)
 
-  def step(online, opt_state, nano_params, batch):
-    feats = frozen_features(model, nano_params, batch, config.network_channels)
+  def features(nano_params, batch):
+    return frozen_features(model, nano_params, batch, config.network_channels)
+
+  def step(online, opt_state, nano_params, feats, support_box, query_box):
     (loss, per_iter), grads = jax.value_and_grad(meta_loss, argnums=1, has_aux=True)(
-        model, online, nano_params, feats, batch["support_box"], batch["query_box"],
+        model, online, nano_params, feats, support_box, query_box,
         config.inner_iters, config.hinge_threshold)
     updates, opt_state = tx.update(grads, opt_state, online)
     online = optax.apply_updates(online, updates)
-    gnorm = optax.global_norm(grads)
     return online, opt_state, {"loss": loss, "loss_first": per_iter[0],
-                               "loss_last": per_iter[-1], "grad_norm": gnorm}
-  return jax.jit(step), tx
+                               "loss_last": per_iter[-1], "grad_norm": optax.tree.norm(grads)}
+  return jax.jit(features), jax.jit(step), tx
 
 
 def save_online_params(workdir, online):
@@ -208,7 +211,7 @@ def train(config, workdir, nano_variables=None):
   nano_params = dn.from_nanotrack(nano_variables, dn.init_online_params(
       model, jax.random.PRNGKey(config.seed)))["params"]
   online = {k: nano_params.pop(k) for k in dn.ONLINE}
-  step_fn, tx = make_train_step(model, config)
+  features_fn, step_fn, tx = make_train_step(model, config)
   opt_state = tx.init(online)
   it = pipeline.make_train_iterator(_data_config(config, workdir), process_index=0,
                                     process_count=1, global_batch_size=config.batch_size,
@@ -217,7 +220,9 @@ def train(config, workdir, nano_variables=None):
   try:
     for s in range(1, config.steps + 1):
       batch = {k: v for k, v in next(it).items() if k != "skipped"}
-      online, opt_state, m = step_fn(online, opt_state, nano_params, batch)
+      feats = features_fn(nano_params, batch)
+      online, opt_state, m = step_fn(online, opt_state, nano_params, feats,
+                                     batch["support_box"], batch["query_box"])
       if s % config.log_every == 0 or s in (1, config.steps):
         m = {k: float(v) for k, v in jax.device_get(m).items()}
         if not np.isfinite(m["loss"]):
