@@ -3,7 +3,7 @@
 Prints one JSON object. Figures come from
 `jax.jit(f).lower(abstract args).compile().cost_analysis()['flops']` of:
 
-* `track_step`: the full `tracker.track` (crop, network, post-processing,
+* `track_step`: the full `tracker.step` (crop, network, post-processing,
   memory add) per form; XLA's CPU cost analysis leaves out the filter
   update inside the `lax.cond` (the figure is the network's plus a little),
   so an update frame costs `update_iters` x `sdgn_update_step` more;
@@ -138,7 +138,7 @@ def main(argv=None):
     state = jax.eval_shape(
         lambda v, fr, m=fmodel, t=tcfg: tracker.init(m, v, t, fr, jnp.array([300., 150., 64., 48.]),
                                                      jnp.array([640., 360.])), fvars, frame)
-    entry = {"track": _flops(lambda v, s, fr, m=fmodel, t=tcfg: tracker.track(m, v, t, s, fr),
+    entry = {"track": _flops(lambda v, s, fr, m=fmodel, t=tcfg: tracker.step(m, v, t, s, fr),
                              fvars, state, frame)}
     if form == "duml":
       entry["init"] = _flops(

@@ -1,4 +1,8 @@
-"""The steady-state tracker step runs on device: frame in, box out, no host transfer in between."""
+"""The steady-state tracker step runs on device: frame in, box out, no host transfer in between.
+
+`tracker.step` is the whole per-frame step of one sequence (`track` and the
+filter refinement due on the frame, inside a `lax.cond`).
+"""
 import jax
 from jax.extend import core as jex_core
 import numpy as np
@@ -29,17 +33,17 @@ def test_track_step_has_no_host_transfer_or_callback():
   size = jax.device_put(np.array([160., 128.], np.float32))
   box = jax.device_put(np.array([60., 50., 30., 20.], np.float32))
   state = tracker.init(model, variables, tcfg, frames[0], box, size)
-  state, out = tracker.track(model, variables, tcfg, state, frames[1])   # compiles
+  state, out = tracker.step(model, variables, tcfg, state, frames[1])   # compiles
   jax.block_until_ready((state, out))
   frame = frames[2]
   with jax.transfer_guard("disallow"):
-    state, out = tracker.track(model, variables, tcfg, state, frame)
+    state, out = tracker.step(model, variables, tcfg, state, frame)
     jax.block_until_ready((state, out))
   assert np.all(np.isfinite(jax.device_get(out["box"])))
   # No callback anywhere in the step's jaxpr (nested jaxprs included: the
   # backbone's convolutions are found, so the walk reached them).
   prims = _primitives(jax.make_jaxpr(
-      lambda s, f: tracker.track(model, variables, tcfg, s, f))(state, frame).jaxpr, set())
+      lambda s, f: tracker.step(model, variables, tcfg, s, f))(state, frame).jaxpr, set())
   assert "conv_general_dilated" in prims and "cond" in prims, sorted(prims)
   assert not [p for p in prims if any(c in p for c in _CALLBACKS)], sorted(prims)
 
