@@ -22,7 +22,7 @@ when present, the real clips of ``../shared/data/real_train`` (`otb_layout`
 builder). ``../shared/data/otb_sample`` is the evaluation set and is never
 read here.
 
-  python -m duml_jax.training.meta_nano --workdir=/tmp/meta_nano [--steps 200]
+  python -m duml_jax.training.meta_nano --workdir=/tmp/duml_nano_meta [--steps 80]
 
 writes ``WORKDIR/online_params.npz`` (at every log step and at the end; +
 ``meta_nano.json``: config and loss log), loaded by `load_online_params`.
@@ -60,7 +60,7 @@ def get_config():
   c.version = "v2"
   c.weights = str(_SHARED / "weights" / "nanotrack")
   c.network_channels = "rgb"          # as the cv2-compatible tracker config feeds the network
-  c.steps = 200
+  c.steps = 80
   c.batch_size = 4
   c.learning_rate = 1e-3
   c.grad_clip = 1.0
