@@ -69,7 +69,7 @@ def markdown_table(report):
   rows = ["| tracker | AUC | Prec@20 | SR@.5 | FPS |", "|---|---|---|---|---|"]
   for name, r in report["trackers"].items():
     fps = r.get("fps")
-    rows.append(f"| {name} | {100 * r['auc']:.1f} | {100 * r['precision']:.1f} | "
+    rows.append(f"| {name} | {100 * r['success_auc']:.1f} | {100 * r['precision']:.1f} | "
                 f"{100 * r['success_rate_50']:.1f} | "
                 f"{'-' if fps is None else f'{fps:.0f}'} |")
   return "\n".join(rows)

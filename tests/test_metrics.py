@@ -63,7 +63,7 @@ def test_one_pass_hand_worked():
   # thresholds 0 .. 0.3: 3 frames; 0.35 .. 0.95: 2 frames; 1.0: none.
   expect = np.array([0.75] * 7 + [0.5] * 13 + [0.0])
   np.testing.assert_allclose(c.success, expect)
-  assert M.one_pass_summary({"a": c})["auc"] == pytest.approx(11.75 / 21)
+  assert M.one_pass_summary({"a": c})["success_auc"] == pytest.approx(11.75 / 21)
   # Precision counts error <= t: the 5 px frame is in at t = 5, out at t = 4.
   assert c.precision[4] == 0.5 and c.precision[5] == 0.75
   assert c.precision[20] == 0.75 and c.precision[28] == 0.75
@@ -122,8 +122,8 @@ def test_one_pass_summary_averages_sequences_equally():
   short = M.one_pass_curves(pred, gt)                         # AUC 11.75/21
   long_ = M.one_pass_curves(_tile(GT, 10), _tile(GT, 10))    # AUC 20/21
   s = M.one_pass_summary({"short": short, "long": long_})
-  assert s["auc"] == pytest.approx((11.75 / 21 + 20 / 21) / 2)
-  assert s["sequences"]["long"]["auc"] == pytest.approx(20 / 21)
+  assert s["success_auc"] == pytest.approx((11.75 / 21 + 20 / 21) / 2)
+  assert s["sequences"]["long"]["success_auc"] == pytest.approx(20 / 21)
   assert 0.0 <= s["precision"] <= 1.0
 
 
@@ -407,9 +407,9 @@ def test_report_json_and_table(tmp_path):
   loaded = json.loads((tmp_path / "report.json").read_text())
   assert loaded == json.loads(json.dumps(report))
   t = loaded["trackers"]["trk"]
-  for key in ("auc", "precision", "norm_precision", "success_rate_50"):
+  for key in ("success_auc", "precision", "norm_precision", "success_rate_50"):
     assert 0.0 <= t[key] <= 1.0
-  assert t["sequences"]["s"]["auc"] == pytest.approx(11.75 / 21)
+  assert t["sequences"]["s"]["success_auc"] == pytest.approx(11.75 / 21)
   table = writers.format_table(loaded)
   assert "trk" in table and f"{100 * 11.75 / 21:.1f}" in table
   assert "12.5" in table

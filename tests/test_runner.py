@@ -177,7 +177,7 @@ def test_score_files_of_another_tracker(tmp_path):
   curves = {s.name: M.one_pass_curves(preds[s.name], s.boxes,
                                       start_frame=s.start_frame)
             for s in seqs}
-  assert res["auc"] == pytest.approx(M.one_pass_summary(curves)["auc"],
+  assert res["success_auc"] == pytest.approx(M.one_pass_summary(curves)["success_auc"],
                                      abs=1e-6)
   assert res["fps"] is None
 
@@ -230,7 +230,7 @@ def test_keep_first_box_evaluate_report_and_plots(tmp_path):
   # s1: the GT moves by (0.5, 0.25) per frame; IoUs with the first box are
   # 1, 287.625 / 312.375 = 0.921, 275.5 / 324.5 = 0.849: thresholds 0..0.8
   # count 3 frames, 0.85 and 0.9 two, 0.95 one, 1.0 none.
-  assert kfb["sequences"]["s1"]["auc"] == pytest.approx(
+  assert kfb["sequences"]["s1"]["success_auc"] == pytest.approx(
       (17 + 2 * 2 / 3 + 1 / 3) / 21)
   assert writers.read_report(str(tmp_path)) == report
   for name in ("success_plot.png", "precision_plot.png",
@@ -273,9 +273,9 @@ def test_nanotrack_and_mil_on_real_frames(tmp_path, otb_sample):
       trackers=[baselines.opencv_nano(str(backbone), str(head)),
                 baselines.opencv_mil(), baselines.KeepFirstBox()])
   t = report["trackers"]
-  assert t["NanoTrack"]["auc"] > 0.6 and t["NanoTrack"]["precision"] > 0.9
-  assert t["NanoTrack"]["auc"] > t["KeepFirstBox"]["auc"]
-  assert 0.0 <= t["OpenCV-MIL"]["auc"] <= 1.0
+  assert t["NanoTrack"]["success_auc"] > 0.6 and t["NanoTrack"]["precision"] > 0.9
+  assert t["NanoTrack"]["success_auc"] > t["KeepFirstBox"]["success_auc"]
+  assert 0.0 <= t["OpenCV-MIL"]["success_auc"] <= 1.0
 
 
 def test_absent_frames_fail_only_on_lasot(tmp_path):

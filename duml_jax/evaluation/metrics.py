@@ -184,7 +184,7 @@ def one_pass_summary(curves_by_seq):
 
   def scalars(c):
     return {
-        "auc": float(np.mean(c.success)),
+        "success_auc": float(np.mean(c.success)),
         "precision": float(c.precision[PRECISION_INDEX]),
         "norm_precision": float(c.norm_precision[NORM_PRECISION_INDEX]),
         "success_rate_50": float(c.success[len(SUCCESS_THRESHOLDS) // 2]),

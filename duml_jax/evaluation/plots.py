@@ -71,7 +71,7 @@ def save_plots(report, out_dir):
 
   if layout == writers.ONE_PASS:
     return [
-        plot_curves(trackers, "success_curve", "auc",
+        plot_curves(trackers, "success_curve", "success_auc",
                     metrics.SUCCESS_THRESHOLDS, path("success_plot.png"),
                     title=f"Success plots of OPE on {bench}",
                     xlabel="Overlap threshold", ylabel="Success rate"),

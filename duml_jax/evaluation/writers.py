@@ -349,7 +349,7 @@ def write_submission_zip(fmt, tracker_dir, seq_names, zip_path):
 
 # Columns of `format_table` per layout: (report key, header, scale).
 _COLUMNS = {
-    ONE_PASS: [("auc", "AUC", 100), ("precision", "Prec@20", 100),
+    ONE_PASS: [("success_auc", "AUC", 100), ("precision", "Prec@20", 100),
                ("norm_precision", "NPrec@.2", 100),
                ("success_rate_50", "SR@.5", 100)],
     GOT10K: [("ao", "AO", 100), ("sr50", "SR@.5", 100),
