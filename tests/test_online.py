@@ -153,3 +153,15 @@ def test_residual_functions_initialisation():
   np.testing.assert_allclose(maps["weight"], 1., atol=1e-6)
   np.testing.assert_allclose(step, 1.0, rtol=1e-6)
   np.testing.assert_allclose(reg, 0.01, rtol=1e-6)
+
+
+def test_apply_filter_equals_same_padded_correlation():
+  from jax import lax
+  x = jax.random.normal(jax.random.PRNGKey(0), (3, 9, 11, 4))
+  f = jax.random.normal(jax.random.PRNGKey(1), (5, 5, 4, 2))
+  ref = lax.conv_general_dilated(x, f, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(online.apply_filter(x, f), ref, rtol=1e-5, atol=5e-5)
+  # batched filters under vmap (the inner loop's case)
+  fb = jnp.stack([f, 2 * f])
+  out = jax.vmap(online.apply_filter)(jnp.stack([x, x]), fb)
+  np.testing.assert_allclose(out[1], 2 * ref, rtol=1e-5, atol=1e-4)

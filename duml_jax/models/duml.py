@@ -93,7 +93,7 @@ class DuML(nn.Module):
     if self.a_on:
       s = self.online_spec
       self.online_features = online_lib.OnlineFeatures(s.feature_dim, s.filter_size)
-      self.filter_init = online_lib.FilterInitializer(s.filter_size, self.a_on, TEMPLATE_CELLS)
+      self.filter_init = online_lib.FilterInitializer(s.filter_size, self.a_on)
       self.residual_fns = online_lib.ResidualFunctions(
           s.num_dist_bins, s.bin_displacement, s.label_sigma, s.mask_init_factor,
           s.mask_init_radius, s.init_step_length, s.init_filter_reg, s.min_filter_reg)

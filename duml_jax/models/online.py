@@ -41,21 +41,24 @@ ALPHA_EPS = 1e-8
 def apply_filter(feats, filt):
   """Scores of features (..., H, W, C) under a filter (k, k, C, A): (..., H, W, A).
 
-  'SAME' correlation written as k*k shifted (C -> A) contractions rather than
-  `lax.conv_general_dilated`: under `jax.vmap` over per-sequence filters (the
-  batched inner loop) a convolution becomes a grouped convolution, which XLA's
-  CPU backend runs orders of magnitude slower (measured: forward + backward
-  through 3 SD-GN steps for 8 sequences, 43 s as convolutions vs 0.38 s as
-  shifted contractions); the contractions batch as plain matrix products.
+  'SAME' cross-correlation computed as ONE contraction of the features with
+  all k*k taps, ``y[h, w, u, v] = x[h, w] . phi[u, v]``, followed by k*k
+  shifted adds of ``y``. Not `lax.conv_general_dilated`: vmapped over
+  per-sequence filters (the batched inner loop, batched tracking) a
+  convolution becomes a grouped convolution, which XLA's CPU backend runs
+  ~100x slower; and one matrix product instead of k*k matrix-vector products
+  over the features is another 10-40x on CPU (benchmarks/RESULTS.md, issue 7).
   """
   kh, kw = filt.shape[0], filt.shape[1]
   h, w = feats.shape[-3], feats.shape[-2]
-  pad = [(0, 0)] * (feats.ndim - 3) + [(kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)]
-  xp = jnp.pad(feats, pad)
-  out = jnp.zeros(feats.shape[:-1] + (filt.shape[-1],), jnp.result_type(feats, filt))
+  y = jnp.einsum("...hwc,uvca->...hwuva", feats, filt)
+  pad = [(0, 0)] * (feats.ndim - 3) + [(kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0), (0, 0),
+                                       (0, 0)]
+  yp = jnp.pad(y, pad)
+  out = jnp.zeros(feats.shape[:-1] + (filt.shape[-1],), y.dtype)
   for u in range(kh):
     for v in range(kw):
-      out = out + jnp.einsum("...hwc,ca->...hwa", xp[..., u:u + h, v:v + w, :], filt[u, v])
+      out = out + yp[..., u:u + h, v:v + w, u, v, :]
   return out
 
 
@@ -239,13 +242,14 @@ class FilterInitializer(nn.Module):
   The target region is the centred `target_cells` x `target_cells` crop of the
   template grid (with context 0.5 the target spans about half the template),
   adaptively average-pooled (paper Appendix A, instead of PrRoI pooling), and
-  the same filter is used for each of the A outputs. For NanoTrack's stride
+  the same filter is used for each of the A outputs (`target_cells` None:
+  half the template grid, 8 of 16 for a 127 template). For NanoTrack's stride
   16 the template grid is 8x8 and the target about 4 cells (`target_cells`
   = 4). `kernel_init` as in `OnlineFeatures`.
   """
   filter_size: int
   num_anchors: int
-  target_cells: int = 8
+  target_cells: Optional[int] = None     # None: half the template grid
   kernel_init: Callable = nn.linear.default_kernel_init
 
   @nn.compact
@@ -253,8 +257,9 @@ class FilterInitializer(nn.Module):
     c = z_online.shape[-1]
     x = nn.Conv(c, (3, 3), padding="SAME", kernel_init=self.kernel_init,
                 name="conv")(z_online)
-    s = (x.shape[-3] - self.target_cells) // 2
-    x = x[..., s:s + self.target_cells, s:s + self.target_cells, :]
+    t = x.shape[-3] // 2 if self.target_cells is None else self.target_cells
+    s = (x.shape[-3] - t) // 2
+    x = x[..., s:s + t, s:s + t, :]
     f = adaptive_avg_pool(x, self.filter_size)
     return jnp.repeat(f[..., None], self.num_anchors, axis=-1)
 

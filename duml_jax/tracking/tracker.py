@@ -234,9 +234,12 @@ def init(model: DuML, variables, tcfg: TrackingParams, frame, box, image_size) -
     half = tcfg.search_size / 2.
     plain = jnp.concatenate([jnp.array([half, half]), size * scale_z])
     sample_boxes = jax.vmap(lambda a: crops.augment_box(plain, a, tcfg.search_size))(augs)
-    mem = memory_lib.create(x_online, sample_boxes, tcfg.memory_size)
     filt0 = model.apply(variables, zf["online"], method=DuML.initial_filter)[0]
-    filt = _optimise(model, variables, tcfg, filt0, mem, tcfg.init_iters)
+    # The init steps see only the first-frame samples (the empty slots weigh
+    # 0): optimise over those alone, then lay out the full memory.
+    first = memory_lib.create(x_online, sample_boxes, x_online.shape[0])
+    filt = _optimise(model, variables, tcfg, filt0, first, tcfg.init_iters)
+    mem = memory_lib.create(x_online, sample_boxes, tcfg.memory_size)
   return TrackerState(
       centre=centre, size=size, image_size=image_size, mean=mean,
       z_offline=tuple(f[0] for f in zf["offline"]), filter=filt, memory=mem,
