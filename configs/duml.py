@@ -44,7 +44,6 @@ def _model_config():
   m.stride = 8
   m.anchor_ratios = (0.33, 0.5, 1.0, 2.0, 3.0)   # for the "-5s" forms
   m.anchor_scales = (8.0,)
-  m.remat_heads = False
   on = ml_collections.ConfigDict()
   on.feature_dim = 256             # online feature channels after fusion
   on.filter_size = 5               # phi is filter_size^2 x feature_dim x A
@@ -120,7 +119,6 @@ def _loss_config():
   l.hinge_threshold = 0.05
   l.onc_pos_iou = 0.8
   l.onc_neg_iou = 0.3
-  l.online_iterate_weights = "dimp"  # final 1, init 1, intermediate share 4 (x100/100)
   return l
 
 
@@ -159,13 +157,11 @@ def get_config(arg=None):
   c.log_every_steps = 50
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
-  c.eval_every_steps = 0           # 0: evaluate at the end only
   c.eval = ml_collections.ConfigDict()
   c.eval.synthetic_sequences = 0   # held-out synthetic sequences at the end
   c.eval.synthetic_frames = 100
   c.eval.otb_sample_dir = ""       # evaluate on this OTB-layout folder too
   c.eval.batch_sequences = 1
-  c.mixed_precision = False        # bf16 compute (float32 params)
 
   if preset == "resnet18":
     c.model.backbone = "resnet18"
