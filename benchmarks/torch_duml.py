@@ -232,7 +232,7 @@ class OnlineFeatures(nn.Module):
 
 
 class FilterInitializer(nn.Module):
-  def __init__(self, channels, filter_size, num_anchors, target_cells=TEMPLATE_CELLS):
+  def __init__(self, channels, filter_size, num_anchors, target_cells=None):
     super().__init__()
     self.conv = nn.Conv2d(channels, channels, 3, 1, 1)
     self.filter_size, self.num_anchors, self.target_cells = filter_size, num_anchors, target_cells
@@ -240,8 +240,9 @@ class FilterInitializer(nn.Module):
   def forward(self, z_online):
     """(B, D, 16, 16) -> filters (B, A, D, k, k) (conv weights of the A outputs)."""
     x = self.conv(z_online)
-    s = (x.shape[-1] - self.target_cells) // 2
-    x = x[..., s:s + self.target_cells, s:s + self.target_cells]
+    t = x.shape[-1] // 2 if self.target_cells is None else self.target_cells  # half the grid
+    s = (x.shape[-1] - t) // 2
+    x = x[..., s:s + t, s:s + t]
     f = F.adaptive_avg_pool2d(x, self.filter_size)
     return f[:, None].expand(-1, self.num_anchors, -1, -1, -1)
 
