@@ -1,4 +1,4 @@
-"""Tests for duml_jax.training.labels (ATSS, IoU, ONC, Gaussian labels)."""
+"""Tests for duml_jax.labels (ATSS, IoU, ONC, Gaussian labels)."""
 import math
 
 import jax
@@ -8,7 +8,7 @@ import pytest
 
 from duml_jax import anchors as anchors_lib
 from duml_jax import boxes
-from duml_jax.training import labels
+from duml_jax import labels
 
 CENTRE = (127.5, 127.5)
 SHAPES5 = anchors_lib.anchor_shapes((0.33, 0.5, 1, 2, 3), (8,), 8)

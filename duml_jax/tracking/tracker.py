@@ -35,7 +35,7 @@ init_augmentations`: identity, shifts, flip, blurs, rotations; the first
 filter ``initial_filter(template online features)`` is refined with
 ``init_iters`` SD-GN steps (Eq. 8) over them, with the learned labels of
 `DuML.residual_maps` at each sample's target centre (ONC forms: the anchor
-labels of `duml_jax.training.labels.onc_labels`, as in training).
+labels of `duml_jax.labels.onc_labels`, as in training).
 
 Everything has static shapes and no Python branching on device values, so
 `jax.vmap` runs many sequences at once (`adapter`); Python branches only on
@@ -62,7 +62,7 @@ from duml_jax.tracking import crops
 from duml_jax.tracking import memory as memory_lib
 from duml_jax.tracking import postprocess
 from duml_jax.tracking import voting
-from duml_jax.training import labels as labels_lib
+from duml_jax import labels as labels_lib
 
 DuML = duml_lib.DuML
 

@@ -5,7 +5,7 @@ and Appendix A (Eq. 9, Eq. 10). Every loss returns a scalar, is
 differentiable in its predictions, is finite (value and gradient) for
 logits of any magnitude, and reduces over *all* of its input, so it works
 on one image or on a batch with leading axes. Labels use 1 = positive,
-0 = negative, -1 = ignored, as produced by `duml_jax.training.labels`.
+0 = negative, -1 = ignored, as produced by `duml_jax.labels`.
 """
 import types
 

@@ -44,7 +44,7 @@ import optax
 from duml_jax.convert import nanotrack as nano_convert
 from duml_jax.data import pipeline
 from duml_jax.models import duml_nano as dn
-from duml_jax.training import labels as labels_lib
+from duml_jax import labels as labels_lib
 from duml_jax.training import losses
 from duml_jax.training import objectives
 

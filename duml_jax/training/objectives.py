@@ -24,7 +24,7 @@ import numpy as np
 from duml_jax import anchors as anchors_lib
 from duml_jax import config_lib
 from duml_jax.models import duml as duml_lib
-from duml_jax.training import labels as labels_lib
+from duml_jax import labels as labels_lib
 from duml_jax.training import losses
 
 # DiMP weights of the filter iterates in the online loss: initial 1, the

@@ -1,4 +1,7 @@
-"""Training labels of the four localisation forms and of the box branch.
+"""Labels of the four localisation forms and of the box branch.
+
+Shared by training (all forms) and tracking (the ONC pseudo-labels of the
+online memory), like `boxes` and `anchors`.
 
 Paper: Section 4 ("Online Approaches", "Offline Approaches") and Appendix A
 ("Offline Classification (OFC) with Focal Loss and ATSS", "Offline Regression
