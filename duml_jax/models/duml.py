@@ -41,20 +41,8 @@ TEMPLATE_CELLS = 8       # template crop (cells) fed to the offline heads
 ONLINE_CROP = 4          # first cell of the online window aligned with the 25x25 grid
 
 
-@dataclasses.dataclass(frozen=True)
-class OnlineSpec:
-  feature_dim: int = 256
-  filter_size: int = 5
-  train_iters: int = 5
-  num_dist_bins: int = 100
-  bin_displacement: float = 0.2
-  label_sigma: float = 2.0
-  mask_init_factor: float = 3.0
-  mask_init_radius: float = 4.0
-  init_step_length: float = 1.0
-  init_filter_reg: float = 0.1
-  min_filter_reg: float = 1e-3
-  checkpoint_steps: bool = False
+# The online branch's hyper-parameters (re-exported for users of this module).
+OnlineSpec = online_lib.OnlineSpec
 
 
 class DuML(nn.Module):
@@ -94,9 +82,7 @@ class DuML(nn.Module):
       s = self.online_spec
       self.online_features = online_lib.OnlineFeatures(s.feature_dim, s.filter_size)
       self.filter_init = online_lib.FilterInitializer(s.filter_size, self.a_on)
-      self.residual_fns = online_lib.ResidualFunctions(
-          s.num_dist_bins, s.bin_displacement, s.label_sigma, s.mask_init_factor,
-          s.mask_init_radius, s.init_step_length, s.init_filter_reg, s.min_filter_reg)
+      self.residual_fns = online_lib.residual_functions(s)
 
   # -- pieces ----------------------------------------------------------------
   def _features(self, img, train, backbone_train=None):

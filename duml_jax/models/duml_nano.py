@@ -88,9 +88,7 @@ class DuMLNano(nn.Module):
                                                      kernel_init=kinit)
     self.filter_init = online_lib.FilterInitializer(s.filter_size, self.a_on,
                                                     TEMPLATE_TARGET_CELLS, kernel_init=kinit)
-    self.residual_fns = online_lib.ResidualFunctions(
-        s.num_dist_bins, s.bin_displacement, s.label_sigma, s.mask_init_factor,
-        s.mask_init_radius, s.init_step_length, s.init_filter_reg, s.min_filter_reg)
+    self.residual_fns = online_lib.residual_functions(s)
 
   # -- pieces ------------------------------------------------------------------
   def features(self, img):

@@ -23,6 +23,7 @@ steps in a `lax.scan` with a static trip count, so `jax.grad` differentiates
 through every step (the outer loss trains the features, the residual
 functions and the step length through the inner loop).
 """
+import dataclasses
 import math
 from typing import Callable, Optional
 
@@ -306,6 +307,30 @@ class ResidualFunctions(nn.Module):
                 weight=rho @ w_spatial)
     reg = jnp.maximum(filter_reg * filter_reg, self.min_filter_reg ** 2)
     return maps, jnp.exp(log_step), reg
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineSpec:
+  """Hyper-parameters of the online branch (config `model.online_cfg`)."""
+  feature_dim: int = 256
+  filter_size: int = 5
+  train_iters: int = 5
+  num_dist_bins: int = 100
+  bin_displacement: float = 0.2
+  label_sigma: float = 2.0
+  mask_init_factor: float = 3.0
+  mask_init_radius: float = 4.0
+  init_step_length: float = 1.0
+  init_filter_reg: float = 0.1
+  min_filter_reg: float = 1e-3
+  checkpoint_steps: bool = False
+
+
+def residual_functions(spec: OnlineSpec) -> ResidualFunctions:
+  """The `ResidualFunctions` module of an `OnlineSpec`."""
+  return ResidualFunctions(spec.num_dist_bins, spec.bin_displacement, spec.label_sigma,
+                           spec.mask_init_factor, spec.mask_init_radius,
+                           spec.init_step_length, spec.init_filter_reg, spec.min_filter_reg)
 
 
 def online_scores(filt, x_online, crop: Optional[int] = 4):
