@@ -36,6 +36,7 @@ def _model_config():
   m.backbone = "resnet50"          # resnet50 | resnet18 | tiny
   m.pretrained = ""                # dir written by duml_jax.convert.torch_resnet
   m.frozen_bn = False              # backbone BN always in inference mode
+  m.dtype = "float32"              # compute dtype: float32 | bfloat16 (params stay float32)
   m.neck_channels = 256
   m.offline = "OFC-5s"             # none | OFR | OFC-1s | OFC-5s
   m.online = "ONR"                 # none | ONR | ONC-1s | ONC-5s
@@ -240,6 +241,7 @@ _OVERRIDES = {
     "offline": ("model", "offline", str),
     "online": ("model", "online", str),
     "backbone": ("model", "backbone", str),
+    "dtype": ("model", "dtype", str),
     "mu": ("tracking", "mu", float),
     "voting": ("tracking", "score_voting", lambda v: v.lower() in ("1", "true", "yes", "on")),
     "assigner": ("loss", "ofc_assigner", str),

@@ -8,6 +8,8 @@ the config at use time, never stored in it, so command-line overrides such as
 
 OFFLINE_FORMS = ("none", "OFR", "OFC-1s", "OFC-5s")
 ONLINE_FORMS = ("none", "ONR", "ONC-1s", "ONC-5s")
+# Compute dtypes of `model.dtype` (parameters and BatchNorm statistics stay float32).
+DTYPES = ("float32", "bfloat16")
 
 
 def num_anchors(form, num_ratios=5):
@@ -28,6 +30,11 @@ def anchor_ratios(model_config):
   return tuple(model_config.anchor_ratios) if box_anchors(model_config) > 1 else (1.0,)
 
 
+def compute_dtype_name(model_config):
+  """`model.dtype`; "float32" for configs saved before the key existed (old checkpoints)."""
+  return model_config.get("dtype", "float32")
+
+
 def validate(c):
   """Rejects contradictory or unknown settings with the offending key named."""
   m = c.model
@@ -40,6 +47,8 @@ def validate(c):
                      "a tracker needs at least one localization branch")
   if m.backbone not in ("resnet50", "resnet18", "tiny"):
     raise ValueError(f"model.backbone={m.backbone!r}; allowed: resnet50, resnet18, tiny")
+  if compute_dtype_name(m) not in DTYPES:
+    raise ValueError(f"model.dtype={compute_dtype_name(m)!r}; allowed: {DTYPES}")
   if not 0.0 <= c.tracking.mu <= 1.0:
     raise ValueError(f"tracking.mu={c.tracking.mu} must lie in [0, 1]")
   if c.loss.ofc_assigner not in ("atss_max_iou", "atss_min_l2", "iou"):

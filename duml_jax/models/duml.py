@@ -23,9 +23,18 @@ The module exposes the pieces tracking needs separately (`template`,
 `search`, `offline_heads`, `initial_filter`, `residual_maps`) and, for training,
 `__call__` (pair-wise, offline branches) and `forward_sequence`
 (sequence-wise, both branches, through the inner loop).
+
+Mixed precision (`dtype`, config `model.dtype`): the backbone, the neck, the
+offline heads and the online feature / filter-initialiser convolutions
+compute in `dtype` (e.g. bfloat16); parameters and BatchNorm statistics stay
+float32. The 'offline' features of `template` / `search` are in `dtype`;
+every output that feeds a loss or the tracker is float32: the offline
+'score' and 'box' maps (fused in float32), the 'online' features, the
+filter and so the whole online branch (SD-GN inner loop, step length
+alpha of Eq. 8, online scores).
 """
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -55,6 +64,7 @@ class DuML(nn.Module):
   frozen_bn: bool = False
   stride: int = 8
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32   # compute dtype (config `model.dtype`); params stay float32
 
   # -- derived -------------------------------------------------------------
   @property
@@ -71,17 +81,20 @@ class DuML(nn.Module):
 
   def setup(self):
     self.backbone = backbone_lib.build_backbone(
-        self.backbone_name, frozen_bn=self.frozen_bn, axis_name=self.axis_name)
-    self.neck = neck_lib.Neck(self.neck_channels, axis_name=self.axis_name)
+        self.backbone_name, frozen_bn=self.frozen_bn, axis_name=self.axis_name,
+        dtype=self.dtype)
+    self.neck = neck_lib.Neck(self.neck_channels, axis_name=self.axis_name, dtype=self.dtype)
     if self.a_off:
       self.cls_head = heads.MultiLevelXCorr(self.neck_channels, self.a_off,
-                                            axis_name=self.axis_name)
+                                            axis_name=self.axis_name, dtype=self.dtype)
     self.box_head = heads.MultiLevelXCorr(self.neck_channels, 5 * self.a_box,
-                                          axis_name=self.axis_name)
+                                          axis_name=self.axis_name, dtype=self.dtype)
     if self.a_on:
       s = self.online_spec
-      self.online_features = online_lib.OnlineFeatures(s.feature_dim, s.filter_size)
-      self.filter_init = online_lib.FilterInitializer(s.filter_size, self.a_on)
+      self.online_features = online_lib.OnlineFeatures(s.feature_dim, s.filter_size,
+                                                       dtype=self.dtype)
+      self.filter_init = online_lib.FilterInitializer(s.filter_size, self.a_on,
+                                                      dtype=self.dtype)
       self.residual_fns = online_lib.residual_functions(s)
 
   # -- pieces ----------------------------------------------------------------
@@ -229,7 +242,8 @@ def build_model(model_config, axis_name: Optional[str] = None) -> DuML:
               offline=model_config.offline, online=model_config.online,
               num_ratios=len(model_config.anchor_ratios), online_spec=spec,
               frozen_bn=model_config.frozen_bn, stride=model_config.stride,
-              axis_name=axis_name)
+              axis_name=axis_name,
+              dtype=jnp.dtype(config_lib.compute_dtype_name(model_config)))
 
 
 def init_variables(model: DuML, rng, exemplar_size=127, search_size=255):

@@ -1,5 +1,5 @@
 """Offline heads: depth-wise cross-correlation per level, fused by learned weights (Eq. 2)."""
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -16,7 +16,9 @@ def xcorr_depthwise(search, kernel):
     kernel: (B, Hk, Wk, C).
   Returns:
     (B, Hs - Hk + 1, Ws - Wk + 1, C): channel c of the search map correlated
-    with channel c of the kernel (no flip, valid padding).
+    with channel c of the kernel (no flip, valid padding), in the inputs'
+    dtype; the Hk * Wk taps are multiplied and summed in (at least) float32,
+    so a bfloat16 model rounds once, not at every tap.
 
   Written as Hk * Wk shifted multiply-adds, which XLA fuses into one loop:
   on CPU this is 10-40x faster than the equivalent grouped convolution
@@ -25,43 +27,54 @@ def xcorr_depthwise(search, kernel):
   """
   hk, wk = kernel.shape[-3], kernel.shape[-2]
   ho, wo = search.shape[-3] - hk + 1, search.shape[-2] - wk + 1
-  out = jnp.zeros(search.shape[:-3] + (ho, wo, search.shape[-1]),
-                  jnp.result_type(search, kernel))
+  dtype = jnp.result_type(search, kernel)
+  acc = jnp.promote_types(dtype, jnp.float32)
+  search, kernel = search.astype(acc), kernel.astype(acc)
+  out = jnp.zeros(search.shape[:-3] + (ho, wo, search.shape[-1]), acc)
   for u in range(hk):
     for v in range(wk):
       out = out + search[..., u:u + ho, v:v + wo, :] * kernel[..., u:u + 1, v:v + 1, :]
-  return out
+  return out.astype(dtype)
 
 
 class DepthwiseXCorr(nn.Module):
-  """3x3 conv+BN+ReLU on template and search, DW-xcorr, 1x1 head (pysot DepthwiseXCorr)."""
+  """3x3 conv+BN+ReLU on template and search, DW-xcorr, 1x1 head (pysot DepthwiseXCorr).
+
+  Computed in `dtype` (parameters float32).
+  """
   hidden: int
   out_channels: int
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, x, train: bool):
-    bn = lambda name: layers.batch_norm(train, self.axis_name, name=name)
-    k = nn.relu(bn("kernel_bn")(nn.Conv(self.hidden, (3, 3), padding="VALID", use_bias=False,
-                                        name="conv_kernel")(z)))
-    s = nn.relu(bn("search_bn")(nn.Conv(self.hidden, (3, 3), padding="VALID", use_bias=False,
-                                        name="conv_search")(x)))
+    bn = lambda name: layers.batch_norm(train, self.axis_name, name=name, dtype=self.dtype)
+    conv = lambda ch, size, name, bias=False: nn.Conv(
+        ch, size, padding="VALID", use_bias=bias, dtype=self.dtype, name=name)
+    k = nn.relu(bn("kernel_bn")(conv(self.hidden, (3, 3), "conv_kernel")(z)))
+    s = nn.relu(bn("search_bn")(conv(self.hidden, (3, 3), "conv_search")(x)))
     f = xcorr_depthwise(s, k)
-    f = nn.relu(bn("head_bn")(nn.Conv(self.hidden, (1, 1), use_bias=False, name="head1")(f)))
-    return nn.Conv(self.out_channels, (1, 1), name="head2")(f)
+    f = nn.relu(bn("head_bn")(conv(self.hidden, (1, 1), "head1")(f)))
+    return conv(self.out_channels, (1, 1), "head2", bias=True)(f)
 
 
 class MultiLevelXCorr(nn.Module):
-  """One `DepthwiseXCorr` per level, fused as sum_l softmax(alpha)_l * out_l (Eq. 2)."""
+  """One `DepthwiseXCorr` per level, fused as sum_l softmax(alpha)_l * out_l (Eq. 2).
+
+  The levels compute in `dtype`; the fusion and the output are float32 (the
+  maps feed the losses and the tracker's post-processing).
+  """
   hidden: int
   out_channels: int
   num_levels: int = 3
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, zs: Sequence, xs: Sequence, train: bool):
-    outs = [DepthwiseXCorr(self.hidden, self.out_channels, self.axis_name, name=f"level{i}")(
-        z, x, train) for i, (z, x) in enumerate(zip(zs, xs))]
+    outs = [DepthwiseXCorr(self.hidden, self.out_channels, self.axis_name, self.dtype,
+                           name=f"level{i}")(z, x, train) for i, (z, x) in enumerate(zip(zs, xs))]
     alpha = self.param("level_weights", nn.initializers.ones, (self.num_levels,))
     w = jax.nn.softmax(alpha)
-    return sum(w[i] * o for i, o in enumerate(outs))
+    return sum(w[i] * o.astype(jnp.float32) for i, o in enumerate(outs))

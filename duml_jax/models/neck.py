@@ -9,9 +9,10 @@ over the 30x30 search map, giving 25x25 responses whose cell ``u`` matches
 the template centre to search displacement ``8 u - 96`` pixels, exactly the
 pysot anchor grid (-96 ... +96, see `duml_jax/anchors.py`).
 """
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from duml_jax.models import layers
 
@@ -22,17 +23,19 @@ def template_crop(size, crop):
 
 
 class Neck(nn.Module):
-  """1x1 conv (no bias) + BN per level."""
+  """1x1 conv (no bias) + BN per level, computed (and returned) in `dtype`."""
   channels: int
   num_levels: int = 3
   axis_name: Optional[str] = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, feats: Sequence, train: bool):
     out = []
     for i, f in enumerate(feats[:self.num_levels]):
-      x = nn.Conv(self.channels, (1, 1), use_bias=False, name=f"adjust{i}")(f)
-      x = layers.batch_norm(train, self.axis_name, name=f"adjust{i}_bn")(x)
+      x = nn.Conv(self.channels, (1, 1), use_bias=False, dtype=self.dtype,
+                  name=f"adjust{i}")(f)
+      x = layers.batch_norm(train, self.axis_name, name=f"adjust{i}_bn", dtype=self.dtype)(x)
       out.append(x)
     return out
 

@@ -25,7 +25,7 @@ functions and the step length through the inner loop).
 """
 import dataclasses
 import math
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -209,20 +209,27 @@ class OnlineFeatures(nn.Module):
   `num_levels` = 1 for a single-level backbone (NanoTrack): the fusion weight
   is then the constant 1. `kernel_init` is the projection's initialiser
   (flax's default, or `identity_conv_init`).
+
+  The fusion and the projection compute in `dtype`; the output (normalised
+  in float32) is float32 whatever `dtype`: the online branch -- the SD-GN
+  inner loop (Eq. 8 step lengths), the sample memory, the online scores --
+  runs in float32.
   """
   feature_dim: int
   filter_size: int
   num_levels: int = 3
   kernel_init: Callable = nn.linear.default_kernel_init
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, feats):
     beta = self.param("fusion_weights", nn.initializers.ones, (self.num_levels,))
-    w = jax.nn.softmax(beta)
-    fused = sum(w[i] * f for i, f in enumerate(feats[:self.num_levels]))
+    w = jax.nn.softmax(beta).astype(self.dtype)
+    fused = sum(w[i] * f.astype(self.dtype) for i, f in enumerate(feats[:self.num_levels]))
     x = nn.Conv(self.feature_dim, (3, 3), padding="SAME", use_bias=False,
-                kernel_init=self.kernel_init, name="proj")(fused)
-    return instance_l2_norm(x, math.sqrt(1. / (self.feature_dim * self.filter_size ** 2)))
+                kernel_init=self.kernel_init, dtype=self.dtype, name="proj")(fused)
+    return instance_l2_norm(x.astype(jnp.float32),
+                            math.sqrt(1. / (self.feature_dim * self.filter_size ** 2)))
 
 
 def adaptive_avg_pool(x, out_size: int):
@@ -246,18 +253,20 @@ class FilterInitializer(nn.Module):
   the same filter is used for each of the A outputs (`target_cells` None:
   half the template grid, 8 of 16 for a 127 template). For NanoTrack's stride
   16 the template grid is 8x8 and the target about 4 cells (`target_cells`
-  = 4). `kernel_init` as in `OnlineFeatures`.
+  = 4). `kernel_init` as in `OnlineFeatures`. The conv computes in `dtype`,
+  the pooling and the filter are float32 (the SD-GN loop's precision).
   """
   filter_size: int
   num_anchors: int
   target_cells: Optional[int] = None     # None: half the template grid
   kernel_init: Callable = nn.linear.default_kernel_init
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z_online):
     c = z_online.shape[-1]
-    x = nn.Conv(c, (3, 3), padding="SAME", kernel_init=self.kernel_init,
-                name="conv")(z_online)
+    x = nn.Conv(c, (3, 3), padding="SAME", kernel_init=self.kernel_init, dtype=self.dtype,
+                name="conv")(z_online).astype(jnp.float32)
     t = x.shape[-3] // 2 if self.target_cells is None else self.target_cells
     s = (x.shape[-3] - t) // 2
     x = x[..., s:s + t, s:s + t, :]
