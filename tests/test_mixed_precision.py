@@ -33,16 +33,6 @@ def _rel_err(a, b):
   return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-@pytest.fixture(scope="module")
-def setup():
-  configs = {d: duml_config.get_config(f"tiny,dtype={d}") for d in config_lib.DTYPES}
-  models = {d: duml.build_model(c.model) for d, c in configs.items()}
-  m = configs["float32"].model
-  variables = jax.jit(lambda k: duml.init_variables(
-      models["float32"], k, m.exemplar_size, m.search_size))(jax.random.PRNGKey(0))
-  return configs, models, variables
-
-
 def _images(cfg, b, seed):
   k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
   z = jax.random.uniform(k1, (b, cfg.exemplar_size, cfg.exemplar_size, 3)) * 255.
@@ -50,18 +40,30 @@ def _images(cfg, b, seed):
   return z, x
 
 
+@pytest.fixture(scope="module")
+def setup():
+  """Configs and models per dtype, float32 variables, and a float32 forward of them.
+
+  The variables and the float32 (inference-mode) forward come from one
+  compiled `init_with_output`: one compilation fewer in this file.
+  """
+  configs = {d: duml_config.get_config(f"tiny,dtype={d}") for d in config_lib.DTYPES}
+  models = {d: duml.build_model(c.model) for d, c in configs.items()}
+  images = _images(configs["float32"].model, 2, seed=1)
+  out32, variables = jax.jit(lambda k, z, x: models["float32"].init_with_output(k, z, x))(
+      jax.random.PRNGKey(0), *images)
+  return configs, models, variables, images, out32
+
+
 def test_build_model_passes_the_compute_dtype(setup):
-  _, models, _ = setup
+  models = setup[1]
   assert models["float32"].dtype == jnp.float32
   assert models["bfloat16"].dtype == jnp.bfloat16
 
 
 def test_bf16_forward_is_float32_and_close_to_float32_forward(setup):
-  configs, models, variables = setup
-  z, x = _images(configs["float32"].model, 2, seed=1)
-
-  fwd = lambda model: jax.jit(lambda v, z, x: model.apply(v, z, x))(variables, z, x)
-  out32, out16 = fwd(models["float32"]), fwd(models["bfloat16"])
+  _, models, variables, (z, x), out32 = setup
+  out16 = jax.jit(lambda v, z, x: models["bfloat16"].apply(v, z, x))(variables, z, x)
   assert set(out16) == set(out32) == {"score", "box", "online"}
   for k in out32:
     assert out16[k].dtype == jnp.float32, k
@@ -73,7 +75,7 @@ def test_bf16_forward_is_float32_and_close_to_float32_forward(setup):
 
 
 def test_bf16_features_offline_in_bf16_online_branch_in_float32(setup):
-  configs, models, variables = setup
+  configs, models, variables = setup[:3]
   m, model = configs["bfloat16"].model, models["bfloat16"]
   z = jax.ShapeDtypeStruct((1, m.exemplar_size, m.exemplar_size, 3), jnp.float32)
   zf = jax.eval_shape(lambda v, z: model.apply(v, z, method=duml.DuML.template), variables, z)
@@ -99,7 +101,7 @@ def _sequence_batch(cfg, b=1, s=2, q=1, seed=3):
 
 
 def test_bf16_training_loss_gradient_is_finite_and_float32(setup):
-  configs, models, variables = setup
+  configs, models, variables = setup[:3]
   config = configs["bfloat16"]
   assert objectives.training_mode(config.model) == "sequence"   # through the SD-GN loop
   loss_fn = objectives.make_loss_fn(models["bfloat16"], config)
@@ -113,12 +115,14 @@ def test_bf16_training_loss_gradient_is_finite_and_float32(setup):
   for tree in (variables["params"], grads, new_bs):
     assert {leaf.dtype for leaf in jax.tree.leaves(tree)} == {jnp.dtype(jnp.float32)}
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-  # The gradient reaches the backbone through the bfloat16 convolutions.
+  # The gradient reaches the backbone through the bfloat16 convolutions, and
+  # the step length through the (float32) SD-GN inner loop.
   assert any(np.any(g != 0) for g in jax.tree.leaves(grads["backbone"]))
+  assert grads["residual_fns"]["log_step_length"] != 0
 
 
 def test_bf16_tracker_state_and_outputs_are_float32(setup):
-  configs, models, variables = setup
+  configs, models, variables = setup[:3]
   config, model = configs["bfloat16"], models["bfloat16"]
   tcfg = tracker.tracking_params(config)
   frame = jax.ShapeDtypeStruct((120, 160, 3), jnp.uint8)
