@@ -171,3 +171,25 @@ def test_matches_torch_sgd_with_clipping_and_weight_decay():
     torch.nn.utils.clip_grad_norm_([tw], 10.0)
     sgd.step()
     np.testing.assert_allclose(np.asarray(params["w"]), tw.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_adamw_matches_optax_adamw_and_respects_the_freeze():
+  cfg = _cfg(optimizer="adamw", schedule="constant", warmup_epochs=0, base_lr=0.01,
+             weight_decay=0.1, grad_clip=0.0, backbone_freeze_epochs=2, backbone_lr_mult=1.0)
+  params = _toy_params()
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
+  hist = _run(optim.make_optimizer(cfg, params, steps_per_epoch=1), params, grads, 3)
+  ref = optax.adamw(0.01, weight_decay=0.1)
+  p, s = params["head"], ref.init(params["head"])
+  for h in hist:
+    u, s = ref.update(grads["head"], s, p)
+    p = optax.apply_updates(p, u)
+    np.testing.assert_allclose(h["head"]["kernel"], p["kernel"], rtol=1e-6)
+  # Frozen for 2 steps, then the trainable stages start their own Adam moments.
+  assert [h["backbone"]["layer2_0"]["kernel"] for h in hist[:2]] == [1.0, 1.0]
+  first = 1.0 - 0.01 * (1.0 + 0.1 * 1.0)      # Adam's first step is lr * sign(g)
+  assert hist[2]["backbone"]["layer2_0"]["kernel"] == pytest.approx(first, rel=1e-5)
+  assert hist[2]["backbone"]["conv1"]["kernel"] == 1.0
+  cfg.optimizer = "adam_w"
+  with pytest.raises(ValueError, match="'optimizer'"):
+    optim.make_optimizer(cfg, params, 1)

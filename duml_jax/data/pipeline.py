@@ -39,6 +39,7 @@ from duml_jax.data import augment
 from duml_jax.data import builders
 from duml_jax.data import frames as frames_lib
 from duml_jax.data import sampling
+from duml_jax.data import synthetic as synthetic_lib
 
 SKIP_REASONS = ("no_valid_frame", "frame_error", "same_video_negative")
 _NUM_STEPS = 2**40  # the stream is unbounded in practice; grain needs a length
@@ -81,6 +82,9 @@ def default_data_config():
   c.template_aug = augment.template_aug_defaults()
   c.search_aug = augment.search_aug_defaults()
   c.synthetic = ml_collections.ConfigDict(dict(
+      # procedural: render each drawn video on demand (seeds first_seed ..
+      # first_seed + num_videos - 1, no files) instead of a written TFDS set.
+      procedural=False, jpeg_quality=92,
       num_videos=1000, first_seed=0, num_frames=100, height=256, width=256,
       difficulty=ml_collections.ConfigDict(dict(
           object_size=(0.12, 0.35), speed=0.015, num_distractors=(0, 2),
@@ -118,6 +122,16 @@ def load_sources(config):
     synth = dict(config.synthetic) if entry.name == "synthetic" else None
     if synth is not None:
       synth["difficulty"] = dict(synth.get("difficulty", {}))
+      if synth.pop("procedural", False):
+        try:
+          out.append((entry, root, synthetic_lib.ProceduralVideos(
+              synth["first_seed"], synth["num_videos"], synth["num_frames"], synth["height"],
+              synth["width"], synthetic_lib.SyntheticConfig.from_dict(synth["difficulty"]),
+              synth.get("jpeg_quality", 92))))
+        except Exception as e:
+          raise type(e)(f"config.data.synthetic (datasets[{k}]): {e}") from e
+        continue
+      synth.pop("jpeg_quality", None)
     try:
       builder = builders.make_builder(entry.name, root, data_dir, synth)
       if config.prepare_if_missing:
@@ -165,10 +179,15 @@ class SampleFn:
   # -- reading
   def _draw_video(self, rng):
     s = sampling.choose_source(rng, self.probs)
-    v = int(rng.integers(len(self.sources[s])))
-    return s, v, _decode_record(self.sources[s][v])
+    src = self.sources[s]
+    v = int(rng.integers(len(src)))
+    if isinstance(src, synthetic_lib.ProceduralVideos):
+      return s, v, src.record(v)
+    return s, v, _decode_record(src[v])
 
   def _frame(self, s, rec, i):
+    if "scene" in rec:
+      return self.sources[s].frame(rec, i)
     path = os.path.join(self.roots[s], rec["frames"][i])
     return frames_lib.read_frame(path, sequence=f"{self.names[s]}/{rec['video_id']}", index=i)
 

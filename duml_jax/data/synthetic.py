@@ -17,13 +17,17 @@ TFDS builder refuses evaluation seeds.
 """
 import dataclasses
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 TRAIN_SEEDS = range(0, 1_000_000)
 EVAL_SEEDS = range(1_000_000, 1_010_000)
+# Part of the training range kept out of the CPU-sized recipe's training draws
+# (`configs/duml.py:tiny` draws seeds below it): tracking hyper-parameters are
+# tuned on these, never on `EVAL_SEEDS`.
+VALIDATION_SEEDS = range(900_000, 1_000_000)
 assert TRAIN_SEEDS.stop <= EVAL_SEEDS.start or EVAL_SEEDS.stop <= TRAIN_SEEDS.start, (
     "synthetic training and evaluation seed ranges overlap")
 
@@ -213,9 +217,31 @@ def _motion_blur(frame, vx, vy, length):
   return cv2.filter2D(frame, -1, kernel, borderType=cv2.BORDER_REFLECT)
 
 
-def render_video(seed, num_frames, height, width, config=SyntheticConfig(), with_masks=False):
-  """Renders one video deterministically from `seed`; returns a `Video`
-  (`with_masks` also returns the target's visible alpha per frame)."""
+@dataclasses.dataclass
+class Scene:
+  """Everything random about one video, drawn once from its seed; frames are
+  rendered from it one at a time (`render_frame`), so a training sample can
+  render just the frames it uses. Boxes (T, 4) are known without rendering."""
+  config: SyntheticConfig
+  size: Tuple[int, int]            # (H, W)
+  background: np.ndarray           # (bg_h, bg_w, 3) float32
+  pan: np.ndarray                  # (T, 2) int64 top-left of the view into `background`
+  target: Any                      # _Sprite
+  centre: np.ndarray               # (T, 2) target centre
+  target_wh: np.ndarray            # (T, 2) target size
+  behind: list                     # [(sprite, cx(T), cy(T), w(T), h(T))] under the target
+  front: list                      # ... over the target (occluders, some distractors)
+  velocity: np.ndarray             # (T, 2) target velocity (motion blur)
+  noise_seed: int
+  boxes: np.ndarray                # (T, 4) float32 xywh, clipped to the frame
+
+  @property
+  def num_frames(self):
+    return len(self.boxes)
+
+
+def make_scene(seed, num_frames, height, width, config=SyntheticConfig()) -> Scene:
+  """Draws the scene of video `seed` (deterministic in all arguments)."""
   cfg = config
   rng = np.random.default_rng(seed)
   T, H, W = int(num_frames), int(height), int(width)
@@ -287,44 +313,68 @@ def render_video(seed, num_frames, height, width, config=SyntheticConfig(), with
     layers.append((o_sprite, ocx, ocy, np.full(T, ow), np.full(T, oh), True))
 
   velocity = np.gradient(centre, axis=0) if T > 1 else np.zeros_like(centre)
-  frames = np.empty((T, H, W, 3), np.uint8)
-  visible = np.ones(T, np.float32)
-  masks = np.zeros((T, H, W), np.float32) if with_masks else None
-  behind = [l for l in layers if not l[5]]
-  front = [l for l in layers if l[5]]
-  noise_rng = np.random.default_rng(rng.integers(2**63))
-  for i in range(T):
-    py, px = pan[i, 1], pan[i, 0]
-    canvas = bg[py:py + H, px:px + W].copy()
-    for sp, lx, ly, lw, lh, _ in behind:
-      _paste(canvas, sp.texture, sp.mask, lx[i], ly[i], lw[i], lh[i])
-    hit = _paste(canvas, target.texture, target.mask, centre[i, 0], centre[i, 1], tw[i], th[i])
-    if hit is not None:
-      (x0, y0, x1, y1), a_t = hit
-      full = a_t.sum()
-      cover = np.zeros((H, W), np.float32)
-      for sp, lx, ly, lw, lh, _ in front:
-        out = _paste(canvas, sp.texture, sp.mask, lx[i], ly[i], lw[i], lh[i])
-        if out is not None:
-          (u0, v0, u1, v1), a = out
-          cover[v0:v1, u0:u1] = 1.0 - (1.0 - cover[v0:v1, u0:u1]) * (1.0 - a)
-      seen = a_t * (1.0 - cover[y0:y1, x0:x1])
-      visible[i] = float(seen.sum() / max(full, 1e-6))
-      if with_masks:
-        masks[i, y0:y1, x0:x1] = seen
-    speed_px = float(np.hypot(*velocity[i]))
-    if cfg.blur and speed_px >= cfg.blur_min_speed:
-      canvas = _motion_blur(canvas, velocity[i, 0], velocity[i, 1], speed_px * cfg.blur_exposure)
-    if cfg.noise_std > 0:
-      canvas += noise_rng.normal(0, cfg.noise_std, size=canvas.shape).astype(np.float32)
-    frames[i] = np.clip(canvas, 0, 255).astype(np.uint8)
-
   x0 = np.clip(centre[:, 0] - tw / 2, 0, W)
   y0 = np.clip(centre[:, 1] - th / 2, 0, H)
   x1 = np.clip(centre[:, 0] + tw / 2, 0, W)
   y1 = np.clip(centre[:, 1] + th / 2, 0, H)
   boxes = np.stack([x0, y0, x1 - x0, y1 - y0], axis=-1).astype(np.float32)
-  return Video(frames=frames, boxes=boxes, visible=visible, masks=masks)
+  return Scene(config=cfg, size=(H, W), background=bg, pan=pan, target=target,
+               centre=centre, target_wh=np.stack([tw, th], -1),
+               behind=[l[:5] for l in layers if not l[5]],
+               front=[l[:5] for l in layers if l[5]], velocity=velocity,
+               noise_seed=int(rng.integers(2**63)), boxes=boxes)
+
+
+def render_frame(scene: Scene, i: int, with_mask: bool = False):
+  """Frame `i` of a scene: (uint8 (H, W, 3) RGB, visible fraction, alpha mask or None).
+
+  Independent of which other frames are rendered (the sensor noise of frame
+  i is seeded by (scene noise seed, i)).
+  """
+  cfg, (H, W) = scene.config, scene.size
+  py, px = scene.pan[i, 1], scene.pan[i, 0]
+  canvas = scene.background[py:py + H, px:px + W].copy()
+  for sp, lx, ly, lw, lh in scene.behind:
+    _paste(canvas, sp.texture, sp.mask, lx[i], ly[i], lw[i], lh[i])
+  (cx, cy), (tw, th) = scene.centre[i], scene.target_wh[i]
+  hit = _paste(canvas, scene.target.texture, scene.target.mask, cx, cy, tw, th)
+  visible, mask = 1.0, (np.zeros((H, W), np.float32) if with_mask else None)
+  if hit is not None:
+    (x0, y0, x1, y1), a_t = hit
+    full = a_t.sum()
+    cover = np.zeros((H, W), np.float32)
+    for sp, lx, ly, lw, lh in scene.front:
+      out = _paste(canvas, sp.texture, sp.mask, lx[i], ly[i], lw[i], lh[i])
+      if out is not None:
+        (u0, v0, u1, v1), a = out
+        cover[v0:v1, u0:u1] = 1.0 - (1.0 - cover[v0:v1, u0:u1]) * (1.0 - a)
+    seen = a_t * (1.0 - cover[y0:y1, x0:x1])
+    visible = float(seen.sum() / max(full, 1e-6))
+    if with_mask:
+      mask[y0:y1, x0:x1] = seen
+  speed_px = float(np.hypot(*scene.velocity[i]))
+  if cfg.blur and speed_px >= cfg.blur_min_speed:
+    canvas = _motion_blur(canvas, scene.velocity[i, 0], scene.velocity[i, 1],
+                          speed_px * cfg.blur_exposure)
+  if cfg.noise_std > 0:
+    noise_rng = np.random.default_rng([scene.noise_seed, int(i)])
+    canvas += noise_rng.normal(0, cfg.noise_std, size=canvas.shape).astype(np.float32)
+  return np.clip(canvas, 0, 255).astype(np.uint8), visible, mask
+
+
+def render_video(seed, num_frames, height, width, config=SyntheticConfig(), with_masks=False):
+  """Renders one video deterministically from `seed`; returns a `Video`
+  (`with_masks` also returns the target's visible alpha per frame)."""
+  scene = make_scene(seed, num_frames, height, width, config)
+  T, (H, W) = scene.num_frames, scene.size
+  frames = np.empty((T, H, W, 3), np.uint8)
+  visible = np.ones(T, np.float32)
+  masks = np.zeros((T, H, W), np.float32) if with_masks else None
+  for i in range(T):
+    frames[i], visible[i], m = render_frame(scene, i, with_masks)
+    if with_masks:
+      masks[i] = m
+  return Video(frames=frames, boxes=scene.boxes, visible=visible, masks=masks)
 
 
 def make_video(seed, num_frames, height, width, config=SyntheticConfig()):
@@ -367,17 +417,62 @@ def check_seeds(seeds, allowed, what):
 
 
 def make_sequence_set(seeds: Sequence[int], root, num_frames=100, height=256, width=256,
-                      config=SyntheticConfig()):
-  """Writes held-out evaluation sequences (OTB layout) under `root`.
+                      config=SyntheticConfig(), allowed=EVAL_SEEDS):
+  """Writes held-out sequences (OTB layout) under `root`.
 
-  Only `EVAL_SEEDS` are accepted, so evaluation never sees a training video.
+  Only `allowed` seeds are accepted: `EVAL_SEEDS` (the default) so that
+  evaluation never sees a training video, or `VALIDATION_SEEDS` for tuning.
   Returns the sequence names, in seed order.
   """
   seeds = [int(s) for s in seeds]
-  check_seeds(seeds, EVAL_SEEDS, "evaluation")
+  check_seeds(seeds, allowed, "evaluation" if allowed is EVAL_SEEDS else "validation")
   names = []
   for s in seeds:
     frames, boxes = make_video(s, num_frames, height, width, config)
     write_sequence(root, sequence_name(s), frames, boxes)
     names.append(sequence_name(s))
   return names
+
+
+class ProceduralVideos:
+  """Training videos rendered on demand: an effectively unlimited synthetic set.
+
+  Video k is seed ``first_seed + k`` (all inside `TRAIN_SEEDS`); a draw builds
+  its `Scene` (~10 ms) and renders only the frames a sample uses (~3 ms each),
+  each passed through a JPEG encode/decode at `jpeg_quality`, like the
+  written sets (`write_sequence`) and the held-out sequences, so that training
+  and evaluation frames carry the same compression. Picklable (grain workers).
+  """
+
+  def __init__(self, first_seed, num_videos, num_frames, height, width,
+               config=SyntheticConfig(), jpeg_quality=92):
+    self.first_seed, self.num_videos = int(first_seed), int(num_videos)
+    if self.num_videos <= 0:
+      raise ValueError(f"procedural synthetic set: num_videos={num_videos} must be positive")
+    check_seeds([self.first_seed, self.first_seed + self.num_videos - 1], TRAIN_SEEDS,
+                "training")
+    self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
+    self.config, self.jpeg_quality = config, int(jpeg_quality)
+
+  def __len__(self):
+    return self.num_videos
+
+  def record(self, k):
+    """{'video_id', 'boxes' (T, 4), 'valid' (T,), 'scene'} of video k (frames not rendered)."""
+    if not 0 <= k < self.num_videos:
+      raise IndexError(f"procedural synthetic video {k} outside [0, {self.num_videos})")
+    seed = self.first_seed + int(k)
+    scene = make_scene(seed, self.num_frames, self.height, self.width, self.config)
+    valid = (scene.boxes[:, 2] > 0) & (scene.boxes[:, 3] > 0)
+    return dict(video_id=sequence_name(seed), boxes=scene.boxes, valid=valid, scene=scene)
+
+  def frame(self, rec, i):
+    """Frame i of a `record`, uint8 (H, W, 3) RGB after the JPEG round trip."""
+    rgb, _, _ = render_frame(rec["scene"], int(i))
+    if self.jpeg_quality >= 100:
+      return rgb
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+    if not ok:
+      raise IOError(f"{rec['video_id']} frame {i}: JPEG encoding failed")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

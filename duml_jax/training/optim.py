@@ -32,6 +32,7 @@ GROUP_BACKBONE_FIXED = "backbone_fixed"
 GROUP_HEAD = "head"
 
 _SCHEDULES = ("pysot", "cosine", "constant")
+_OPTIMIZERS = ("sgd", "adamw")
 _WARMUP_TYPES = ("step", "linear")
 _GRANULARITIES = ("epoch", "step")
 
@@ -47,9 +48,13 @@ def default_optim_config() -> ml_collections.ConfigDict:
   c.warmup_start_lr = 1e-3
   c.warmup_type = "step"       # 'step': start * (base/start)^(epoch/warmup_epochs); 'linear'
   c.lr_granularity = "epoch"   # 'epoch': LR constant within an epoch (pysot); 'step': continuous
-  c.momentum = 0.9
-  c.nesterov = False
-  c.weight_decay = 1e-4        # L2 added to the gradient after clipping (torch SGD weight_decay)
+  c.optimizer = "sgd"          # 'sgd' (pysot: momentum, L2 in the gradient) | 'adamw'
+  c.momentum = 0.9             # sgd only
+  c.nesterov = False           # sgd only
+  c.adam_b1 = 0.9              # adamw only
+  c.adam_b2 = 0.999            # adamw only
+  c.weight_decay = 1e-4        # sgd: L2 added to the gradient after clipping (torch SGD
+                               # weight_decay); adamw: decoupled, times the LR
   c.grad_clip = 10.0           # global-norm clip; <= 0 disables
   c.backbone_key = "backbone"  # top-level params key of the backbone
   c.backbone_freeze_epochs = 10
@@ -219,14 +224,16 @@ def _reset_at_step(inner: optax.GradientTransformation, step: int) -> optax.Grad
 
 def make_optimizer(optim_config: ml_collections.ConfigDict, params: PyTree,
                    steps_per_epoch: int) -> optax.GradientTransformation:
-  """SGD with L2 weight decay, global-norm clipping, warm-up/decay LR and the backbone freeze.
+  """SGD (or AdamW) with weight decay, global-norm clipping, warm-up/decay LR and the backbone freeze.
 
-  Per update, matching torch's `clip_grad_norm_` then `SGD.step`:
+  With optimizer='sgd', per update, matching torch's `clip_grad_norm_` then `SGD.step`:
     1. gradients of frozen groups are zeroed (so the clip norm only sees trained params);
     2. g <- g * min(1, grad_clip / ||g||_2)         (global norm over all trained params)
     3. g <- g + weight_decay * param                 (per group; zero while frozen)
     4. buf <- momentum * buf + g                     (reset at the unfreeze step if configured)
     5. param <- param - lr(step) * lr_mult(group) * buf
+  With optimizer='adamw' (used by the from-scratch CPU-sized model): steps 1-2, then
+    param <- param - lr(step) * lr_mult(group) * (adam(g) + weight_decay * param).
   `params` may be concrete or abstract (`jax.eval_shape`); only its tree paths are used.
   """
   cfg = optim_config
@@ -244,16 +251,26 @@ def make_optimizer(optim_config: ml_collections.ConfigDict, params: PyTree,
     return trace
 
   mult = float(cfg.backbone_lr_mult)
+  # Configs saved before the key existed (checkpoints of older runs) meant SGD.
+  kind = cfg.get("optimizer", "sgd")
+  if kind not in _OPTIMIZERS:
+    raise ValueError(f"optim config key 'optimizer' = {kind!r}; expected one of {_OPTIMIZERS}")
+
+  def direction(gated: bool):
+    """The per-group update direction before the (negative) LR scaling."""
+    gate_step = [optax.scale_by_schedule(gate)] if gated else []
+    if kind == "sgd":
+      return [optax.add_decayed_weights(float(cfg.weight_decay))] + gate_step + [momentum()]
+    adam = optax.scale_by_adam(b1=float(cfg.adam_b1), b2=float(cfg.adam_b2))
+    if gated and cfg.reset_momentum_at_unfreeze and start > 0:
+      adam = _reset_at_step(adam, start)
+    # AdamW: the decay is added after the moment normalisation (decoupled).
+    return gate_step + [adam, optax.add_decayed_weights(float(cfg.weight_decay))] + gate_step
+
   groups = {
-      GROUP_HEAD: optax.chain(
-          optax.add_decayed_weights(float(cfg.weight_decay)),
-          momentum(),
-          optax.scale_by_schedule(lambda c: -lr(c))),
+      GROUP_HEAD: optax.chain(*direction(False), optax.scale_by_schedule(lambda c: -lr(c))),
       GROUP_BACKBONE_TRAINABLE: optax.chain(
-          optax.add_decayed_weights(float(cfg.weight_decay)),
-          optax.scale_by_schedule(gate),
-          momentum(),
-          optax.scale_by_schedule(lambda c: -mult * lr(c))),
+          *direction(True), optax.scale_by_schedule(lambda c: -mult * lr(c))),
       GROUP_BACKBONE_FIXED: optax.set_to_zero(),
   }
   steps = [_scale_by_group(labels, {GROUP_HEAD: lambda c: jnp.ones([], jnp.float32),

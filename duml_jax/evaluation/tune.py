@@ -1,0 +1,156 @@
+"""Grid search of tracking hyper-parameters on the synthetic validation split.
+
+Tracking hyper-parameters (cosine-window influence, size penalty, size
+smoothing, fusion weight, ...) are tuned on sequences rendered from
+`synthetic.VALIDATION_SEEDS`: inside the training seed range but never drawn by
+the CPU-sized recipe, and disjoint from the held-out `EVAL_SEEDS` that the
+reported numbers use. Usage:
+
+  python -m duml_jax.evaluation.tune --workdir=WORKDIR \
+      --grid='window_influence=0.2,0.3,0.42;penalty_k=0.05,0.15'
+
+writes ``WORKDIR/tune/tune.json`` (one entry per combination, written
+atomically after each, so a killed run resumes) and ``tune.md`` (sorted by
+success AUC), and prints the best combination as ``--config.tracking.KEY=V``
+flags. Every combination compiles its own tracker (the parameters are static).
+"""
+import itertools
+import json
+import os
+from typing import Dict, List, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import ml_collections
+
+from duml_jax.data import synthetic
+from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import writers
+
+BENCHMARK = "otb"    # the one-pass protocol the held-out synthetic sets use
+
+
+def parse_grid(text: str) -> Dict[str, List[float]]:
+  """'a=1,2;b=0.5' -> {'a': [1.0, 2.0], 'b': [0.5]} (keys of config.tracking)."""
+  grid = {}
+  for part in filter(None, (p.strip() for p in text.split(";"))):
+    if "=" not in part:
+      raise ValueError(f"--grid entry {part!r}: expected KEY=V1,V2,...")
+    key, values = part.split("=", 1)
+    key = key.strip()
+    try:
+      grid[key] = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError as e:
+      raise ValueError(f"--grid entry {part!r}: values must be numbers") from e
+    if not grid[key]:
+      raise ValueError(f"--grid entry {part!r}: no value")
+  if not grid:
+    raise ValueError("--grid is empty")
+  return grid
+
+
+def combinations(grid: Dict[str, Sequence[float]]) -> List[Dict[str, float]]:
+  keys = sorted(grid)
+  return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+
+
+def check_untouched(config):
+  """Refuses a checkpoint whose training draws include validation seeds."""
+  s = config.data.synthetic
+  first, stop = int(s.first_seed), int(s.first_seed) + int(s.num_videos)
+  v = synthetic.VALIDATION_SEEDS
+  if first < v.stop and v.start < stop:
+    raise ValueError(f"config.data.synthetic draws training seeds [{first}, {stop}), which "
+                     f"overlap the validation seeds [{v.start}, {v.stop}): tuning on them "
+                     f"would tune on training videos")
+
+
+def with_tracking(config, values: Dict[str, float]):
+  """A copy of `config` with `values` set in config.tracking and in its
+  per-benchmark entry for the one-pass protocol (which would override them)."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  for k, v in values.items():
+    if k not in c.tracking or k == "benchmarks":
+      raise KeyError(f"--grid key {k!r} is not a key of config.tracking")
+    c.tracking[k] = type(c.tracking[k])(v) if isinstance(c.tracking[k], (int, float)) else v
+    bench = c.tracking.benchmarks.get(BENCHMARK)
+    if bench is not None and k in bench:
+      bench[k] = c.tracking[k]
+  return c
+
+
+def validation_dir(config, root, num_sequences: int, num_frames: int):
+  """Writes (once) the validation sequences; returns their folder."""
+  seeds = list(synthetic.VALIDATION_SEEDS[:num_sequences])
+  folder = os.path.join(root, f"validation_{num_sequences}x{num_frames}")
+  done = os.path.join(folder, ".complete")
+  if not os.path.exists(done):
+    cfg = synthetic.SyntheticConfig.from_dict(dict(config.data.synthetic.difficulty))
+    synthetic.make_sequence_set(seeds, folder, num_frames=num_frames,
+                                height=int(config.data.synthetic.height),
+                                width=int(config.data.synthetic.width), config=cfg,
+                                allowed=synthetic.VALIDATION_SEEDS)
+    open(done, "w").close()
+  return folder
+
+
+def _key(values):
+  return json.dumps(values, sort_keys=True)
+
+
+def tune(config, variables, grid, out_dir, num_sequences=8, num_frames=100,
+         batch_sequences=4):
+  """Runs every combination of `grid` on the validation split; returns the sorted entries."""
+  check_untouched(config)
+  folder = validation_dir(config, out_dir, num_sequences, num_frames)
+  path = os.path.join(out_dir, "tune.json")
+  done = json.load(open(path)) if os.path.exists(path) else []
+  seen = {_key(e["values"]) for e in done}
+  combos = combinations(grid)
+  for i, values in enumerate(combos):
+    if _key(values) in seen:
+      continue
+    c = with_tracking(config, values)
+    run_dir = os.path.join(out_dir, "runs", "_".join(f"{k}{v:g}" for k, v in values.items()))
+    report = evaluate_lib.evaluate_model(c, variables, BENCHMARK, folder, run_dir,
+                                         batch_sequences=batch_sequences, name="tuned",
+                                         plot=False)
+    auc = float(report["trackers"]["tuned"]["success_auc"])
+    done.append({"values": values, "success_auc": auc})
+    writers.atomic_write_text(path, json.dumps(done, indent=1))
+    logging.info("tune: %d/%d %s -> AUC %.3f", i + 1, len(combos), values, auc)
+  done.sort(key=lambda e: -e["success_auc"])
+  keys = sorted(grid)
+  lines = ["| " + " | ".join(keys) + " | validation AUC |",
+           "|" + "---|" * (len(keys) + 1)]
+  lines += ["| " + " | ".join(f"{e['values'][k]:g}" for k in keys) +
+            f" | {e['success_auc']:.3f} |" for e in done]
+  writers.atomic_write_text(os.path.join(out_dir, "tune.md"), "\n".join(lines) + "\n")
+  return done
+
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
+_GRID = flags.DEFINE_string("grid", None, "KEY=V1,V2;KEY2=... over config.tracking keys")
+_OUT = flags.DEFINE_string("out", None, "output folder (default WORKDIR/tune)")
+_NUM = flags.DEFINE_integer("num_sequences", 8, "validation sequences")
+_FRAMES = flags.DEFINE_integer("frames", 100, "frames per validation sequence")
+_BATCH = flags.DEFINE_integer("batch_sequences", 4, "sequences tracked at once")
+
+
+def main(argv):
+  del argv
+  from duml_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  variables, config = trainer.restore_variables(_WORKDIR.value)
+  out = _OUT.value or os.path.join(_WORKDIR.value, "tune")
+  entries = tune(config, variables, parse_grid(_GRID.value), out, _NUM.value, _FRAMES.value,
+                 _BATCH.value)
+  best = entries[0]
+  print(open(os.path.join(out, "tune.md")).read())
+  print("best (validation AUC %.3f): %s" % (best["success_auc"], " ".join(
+      f"--config.tracking.{k}={v:g}" for k, v in best["values"].items())))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir", "grid"])
+  app.run(main)

@@ -1,0 +1,48 @@
+"""Tracking hyper-parameter search on the synthetic validation split."""
+import pytest
+
+from configs import duml as duml_configs
+from duml_jax.data import synthetic
+from duml_jax.evaluation import tune
+
+
+def test_parse_grid_and_combinations():
+  g = tune.parse_grid("window_influence=0.2,0.4; penalty_k=0.1")
+  assert g == {"window_influence": [0.2, 0.4], "penalty_k": [0.1]}
+  assert tune.combinations(g) == [{"penalty_k": 0.1, "window_influence": 0.2},
+                                  {"penalty_k": 0.1, "window_influence": 0.4}]
+  for bad in ("", "window_influence", "lr=a,b", "lr="):
+    with pytest.raises(ValueError):
+      tune.parse_grid(bad)
+
+
+def test_with_tracking_sets_the_benchmark_entry_too():
+  c = duml_configs.get_config("paper")
+  assert c.tracking.benchmarks.otb.window_influence == 0.5
+  t = tune.with_tracking(c, {"window_influence": 0.3, "update_every": 10.0})
+  assert t.tracking.window_influence == 0.3 and t.tracking.benchmarks.otb.window_influence == 0.3
+  assert t.tracking.update_every == 10 and isinstance(t.tracking.update_every, int)
+  assert c.tracking.window_influence == 0.42            # the original is untouched
+  with pytest.raises(KeyError, match="window_influense"):
+    tune.with_tracking(c, {"window_influense": 0.3})
+
+
+def test_validation_seeds_are_training_seeds_the_tiny_recipe_never_draws():
+  v = synthetic.VALIDATION_SEEDS
+  assert v.start >= synthetic.TRAIN_SEEDS.start and v.stop <= synthetic.TRAIN_SEEDS.stop
+  c = duml_configs.get_config("tiny")
+  tune.check_untouched(c)
+  c = duml_configs.get_config("tiny").unlock()
+  c.data.synthetic.num_videos = v.start + 1
+  with pytest.raises(ValueError, match="overlap the validation seeds"):
+    tune.check_untouched(c)
+
+
+def test_validation_set_refuses_other_seeds(tmp_path):
+  with pytest.raises(ValueError, match="validation seeds"):
+    synthetic.make_sequence_set([5], tmp_path, num_frames=2, height=32, width=32,
+                                allowed=synthetic.VALIDATION_SEEDS)
+  names = synthetic.make_sequence_set([synthetic.VALIDATION_SEEDS.start], tmp_path,
+                                      num_frames=2, height=32, width=32,
+                                      allowed=synthetic.VALIDATION_SEEDS)
+  assert names == [synthetic.sequence_name(synthetic.VALIDATION_SEEDS.start)]
