@@ -46,3 +46,10 @@ def test_validation_set_refuses_other_seeds(tmp_path):
                                       num_frames=2, height=32, width=32,
                                       allowed=synthetic.VALIDATION_SEEDS)
   assert names == [synthetic.sequence_name(synthetic.VALIDATION_SEEDS.start)]
+
+
+def test_importable_next_to_the_ablation_module():
+  # Both are imported by one test process: flags must not collide.
+  from duml_jax.evaluation import ablation  # pylint: disable=g-import-not-at-top,unused-import
+  import importlib
+  importlib.reload(tune)

@@ -130,21 +130,26 @@ def tune(config, variables, grid, out_dir, num_sequences=8, num_frames=100,
   return done
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
-_GRID = flags.DEFINE_string("grid", None, "KEY=V1,V2;KEY2=... over config.tracking keys")
-_OUT = flags.DEFINE_string("out", None, "output folder (default WORKDIR/tune)")
-_NUM = flags.DEFINE_integer("num_sequences", 8, "validation sequences")
-_FRAMES = flags.DEFINE_integer("frames", 100, "frames per validation sequence")
-_BATCH = flags.DEFINE_integer("batch_sequences", 4, "sequences tracked at once")
+def _define_flags():
+  """Command-line flags, defined only when run as a script (the module is also
+  imported next to others that define flags of the same names)."""
+  flags.DEFINE_string("workdir", None, "training workdir (checkpoint + config)")
+  flags.DEFINE_string("grid", None, "KEY=V1,V2;KEY2=... over config.tracking keys")
+  flags.DEFINE_string("out", None, "output folder (default WORKDIR/tune)")
+  flags.DEFINE_integer("num_sequences", 8, "validation sequences")
+  flags.DEFINE_integer("frames", 100, "frames per validation sequence")
+  flags.DEFINE_integer("batch_sequences", 4, "sequences tracked at once")
+  flags.mark_flags_as_required(["workdir", "grid"])
 
 
 def main(argv):
   del argv
   from duml_jax.training import trainer  # pylint: disable=g-import-not-at-top
-  variables, config = trainer.restore_variables(_WORKDIR.value)
-  out = _OUT.value or os.path.join(_WORKDIR.value, "tune")
-  entries = tune(config, variables, parse_grid(_GRID.value), out, _NUM.value, _FRAMES.value,
-                 _BATCH.value)
+  f = flags.FLAGS
+  variables, config = trainer.restore_variables(f.workdir)
+  out = f.out or os.path.join(f.workdir, "tune")
+  entries = tune(config, variables, parse_grid(f.grid), out, f.num_sequences, f.frames,
+                 f.batch_sequences)
   best = entries[0]
   print(open(os.path.join(out, "tune.md")).read())
   print("best (validation AUC %.3f): %s" % (best["success_auc"], " ".join(
@@ -152,5 +157,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdir", "grid"])
+  _define_flags()
   app.run(main)
