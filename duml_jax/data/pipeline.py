@@ -120,23 +120,21 @@ def load_sources(config):
     root = _resolve(entry.root, config.data_root)
     data_dir = _resolve(entry.get("tag", "") or ".", config.tfds_dir)
     synth = dict(config.synthetic) if entry.name == "synthetic" else None
-    if synth is not None:
-      synth["difficulty"] = dict(synth.get("difficulty", {}))
-      if synth.pop("procedural", False):
-        try:
-          out.append((entry, root, synthetic_lib.ProceduralVideos(
-              synth["first_seed"], synth["num_videos"], synth["num_frames"], synth["height"],
-              synth["width"], synthetic_lib.SyntheticConfig.from_dict(synth["difficulty"]),
-              synth.get("jpeg_quality", 92))))
-        except Exception as e:
-          raise type(e)(f"config.data.synthetic (datasets[{k}]): {e}") from e
-        continue
-      synth.pop("jpeg_quality", None)
     try:
-      builder = builders.make_builder(entry.name, root, data_dir, synth)
-      if config.prepare_if_missing:
-        builders.prepare(builder, root)
-      out.append((entry, root, builders.data_source(builder, entry.split)))
+      if synth is not None and synth.pop("procedural", False):
+        source = synthetic_lib.ProceduralVideos(
+            synth["first_seed"], synth["num_videos"], synth["num_frames"], synth["height"],
+            synth["width"], synthetic_lib.SyntheticConfig.from_dict(dict(synth["difficulty"])),
+            synth.get("jpeg_quality", 92))
+      else:
+        if synth is not None:
+          synth["difficulty"] = dict(synth.get("difficulty", {}))
+          synth.pop("jpeg_quality", None)
+        builder = builders.make_builder(entry.name, root, data_dir, synth)
+        if config.prepare_if_missing:
+          builders.prepare(builder, root)
+        source = builders.data_source(builder, entry.split)
+      out.append((entry, root, source))
     except Exception as e:
       raise type(e)(f"config.data.datasets[{k}] ({entry.name} at {root}): {e}") from e
   if not out:
@@ -186,7 +184,7 @@ class SampleFn:
     return s, v, _decode_record(src[v])
 
   def _frame(self, s, rec, i):
-    if "scene" in rec:
+    if isinstance(self.sources[s], synthetic_lib.ProceduralVideos):
       return self.sources[s].frame(rec, i)
     path = os.path.join(self.roots[s], rec["frames"][i])
     return frames_lib.read_frame(path, sequence=f"{self.names[s]}/{rec['video_id']}", index=i)

@@ -19,7 +19,6 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 
 from configs import duml as duml_config
 from duml_jax.evaluation import evaluate_lib
@@ -47,10 +46,7 @@ def _config(arg, steps, overrides):
 
 
 def _with_tracking(config, **tracking):
-  c = ml_collections.ConfigDict(config.to_dict())
-  for k, v in tracking.items():
-    c.tracking[k] = v
-  return c
+  return evaluate_lib.with_tracking(config, tracking)
 
 
 def _metrics(report, tracker):

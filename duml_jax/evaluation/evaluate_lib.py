@@ -11,6 +11,7 @@ import os
 from typing import Optional, Sequence as Seq
 
 from absl import logging
+import ml_collections
 
 from duml_jax.data import benchmarks
 from duml_jax.data import synthetic
@@ -118,19 +119,42 @@ def score_only(benchmark, dataset_dir, output_dir, tracker_names: Seq[str] = (),
   return runner.evaluate(bench_name, seqs, output_dir, tracker_names=names, plot=plot)
 
 
+def sequence_set_dir(config, root, prefix, seeds, num_frames, allowed=synthetic.EVAL_SEEDS):
+  """Writes (once) the synthetic sequences of `seeds` under `root/<prefix>_<n>x<frames>`
+  (difficulty and size of `config.data.synthetic`); returns the folder."""
+  seeds = list(seeds)
+  folder = os.path.join(root, f"{prefix}_{len(seeds)}x{int(num_frames)}")
+  done = os.path.join(folder, ".complete")
+  if not os.path.exists(done):
+    cfg = synthetic.SyntheticConfig.from_dict(dict(config.data.synthetic.difficulty))
+    synthetic.make_sequence_set(seeds, folder, num_frames=int(num_frames),
+                                height=int(config.data.synthetic.height),
+                                width=int(config.data.synthetic.width), config=cfg,
+                                allowed=allowed)
+    open(done, "w").close()
+  return folder
+
+
 def synthetic_eval_dir(config, root):
   """Writes (once) the held-out synthetic sequences of `config.eval`; returns their folder."""
   n = int(config.eval.synthetic_sequences)
-  seeds = list(synthetic.EVAL_SEEDS[:n])
-  cfg = synthetic.SyntheticConfig.from_dict(dict(config.data.synthetic.difficulty))
-  folder = os.path.join(root, f"synthetic_{n}x{int(config.eval.synthetic_frames)}")
-  done = os.path.join(folder, ".complete")
-  if not os.path.exists(done):
-    synthetic.make_sequence_set(seeds, folder, num_frames=int(config.eval.synthetic_frames),
-                                height=int(config.data.synthetic.height),
-                                width=int(config.data.synthetic.width), config=cfg)
-    open(done, "w").close()
-  return folder
+  return sequence_set_dir(config, root, "synthetic", synthetic.EVAL_SEEDS[:n],
+                          config.eval.synthetic_frames)
+
+
+def with_tracking(config, values, benchmark: Optional[str] = "otb"):
+  """A copy of `config` with `values` set in config.tracking and, where that
+  benchmark's entry of `tracking.benchmarks` sets the same key (it would
+  override them), there too; values are cast to the key's type."""
+  c = ml_collections.ConfigDict(config.to_dict())
+  for k, v in values.items():
+    if k not in c.tracking or k == "benchmarks":
+      raise KeyError(f"{k!r} is not a key of config.tracking")
+    c.tracking[k] = type(c.tracking[k])(v) if isinstance(c.tracking[k], (int, float)) else v
+    bench = c.tracking.benchmarks.get(benchmark) if benchmark else None
+    if bench is not None and k in bench:
+      bench[k] = c.tracking[k]
+  return c
 
 
 def evaluate_after_training(config, variables, workdir):

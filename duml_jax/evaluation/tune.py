@@ -22,7 +22,6 @@ from typing import Dict, List, Sequence
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 
 from duml_jax.data import synthetic
 from duml_jax.evaluation import evaluate_lib
@@ -67,32 +66,19 @@ def check_untouched(config):
 
 
 def with_tracking(config, values: Dict[str, float]):
-  """A copy of `config` with `values` set in config.tracking and in its
-  per-benchmark entry for the one-pass protocol (which would override them)."""
-  c = ml_collections.ConfigDict(config.to_dict())
-  for k, v in values.items():
-    if k not in c.tracking or k == "benchmarks":
-      raise KeyError(f"--grid key {k!r} is not a key of config.tracking")
-    c.tracking[k] = type(c.tracking[k])(v) if isinstance(c.tracking[k], (int, float)) else v
-    bench = c.tracking.benchmarks.get(BENCHMARK)
-    if bench is not None and k in bench:
-      bench[k] = c.tracking[k]
-  return c
+  """A copy of `config` with `values` set in config.tracking (and in the one-pass
+  protocol's benchmark entry, which would override them)."""
+  try:
+    return evaluate_lib.with_tracking(config, values, BENCHMARK)
+  except KeyError as e:
+    raise KeyError(f"--grid key: {e.args[0]}") from e
 
 
 def validation_dir(config, root, num_sequences: int, num_frames: int):
   """Writes (once) the validation sequences; returns their folder."""
-  seeds = list(synthetic.VALIDATION_SEEDS[:num_sequences])
-  folder = os.path.join(root, f"validation_{num_sequences}x{num_frames}")
-  done = os.path.join(folder, ".complete")
-  if not os.path.exists(done):
-    cfg = synthetic.SyntheticConfig.from_dict(dict(config.data.synthetic.difficulty))
-    synthetic.make_sequence_set(seeds, folder, num_frames=num_frames,
-                                height=int(config.data.synthetic.height),
-                                width=int(config.data.synthetic.width), config=cfg,
-                                allowed=synthetic.VALIDATION_SEEDS)
-    open(done, "w").close()
-  return folder
+  return evaluate_lib.sequence_set_dir(config, root, "validation",
+                                       synthetic.VALIDATION_SEEDS[:num_sequences], num_frames,
+                                       allowed=synthetic.VALIDATION_SEEDS)
 
 
 def _key(values):

@@ -264,8 +264,10 @@ def make_optimizer(optim_config: ml_collections.ConfigDict, params: PyTree,
     adam = optax.scale_by_adam(b1=float(cfg.adam_b1), b2=float(cfg.adam_b2))
     if gated and cfg.reset_momentum_at_unfreeze and start > 0:
       adam = _reset_at_step(adam, start)
-    # AdamW: the decay is added after the moment normalisation (decoupled).
-    return gate_step + [adam, optax.add_decayed_weights(float(cfg.weight_decay))] + gate_step
+    # AdamW: the decay is added after the moment normalisation (decoupled); the
+    # gradients of a frozen group are already zero (first step of the chain), so
+    # only the decay needs the gate.
+    return [adam, optax.add_decayed_weights(float(cfg.weight_decay))] + gate_step
 
   groups = {
       GROUP_HEAD: optax.chain(*direction(False), optax.scale_by_schedule(lambda c: -lr(c))),
