@@ -320,18 +320,19 @@ class ResidualFunctions(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class OnlineSpec:
-  """Hyper-parameters of the online branch (config `model.online_cfg`)."""
+  """Hyper-parameters of the online branch (config `model.online_cfg`); the
+  residual functions' defaults are `ResidualFunctions`' own."""
   feature_dim: int = 256
   filter_size: int = 5
   train_iters: int = 5
-  num_dist_bins: int = 100
-  bin_displacement: float = 0.2
-  label_sigma: float = 2.0
-  mask_init_factor: float = 3.0
-  mask_init_radius: float = 4.0
-  init_step_length: float = 1.0
-  init_filter_reg: float = 0.1
-  min_filter_reg: float = 1e-3
+  num_dist_bins: int = ResidualFunctions.num_bins
+  bin_displacement: float = ResidualFunctions.bin_displacement
+  label_sigma: float = ResidualFunctions.label_sigma
+  mask_init_factor: float = ResidualFunctions.mask_init_factor
+  mask_init_radius: float = ResidualFunctions.mask_init_radius
+  init_step_length: float = ResidualFunctions.init_step_length
+  init_filter_reg: float = ResidualFunctions.init_filter_reg
+  min_filter_reg: float = ResidualFunctions.min_filter_reg
   checkpoint_steps: bool = False
 
 
