@@ -92,6 +92,30 @@ def test_round_trip_restores_everything(tmp_path):
     fresh.restore(7, abstract)
 
 
+def test_variables_restore_whatever_optimiser_trained_them(tmp_path):
+  # Saved with SGD (momentum state); restored for evaluation by a process whose config now
+  # builds AdamW (a different opt_state tree): params and BN statistics come back exactly.
+  mesh, cfg = parallel.make_mesh(), _config()
+  step_fn = parallel.make_train_step(_loss_fn, mesh)
+  state = _train(_fresh_state(mesh, cfg), step_fn, mesh, 0, 3)
+  ckpt = checkpoint.CheckpointManager(tmp_path / "work", async_save=False)
+  ckpt.save(3, state, {}, cfg)
+  adam = _config()
+  adam.optim.optimizer = "adamw"
+  abstract = jax.eval_shape(lambda: _fresh_state(mesh, adam))
+  assert (jax.tree.structure(abstract.opt_state) != jax.tree.structure(state.opt_state))
+  with pytest.raises(ValueError):
+    ckpt.restore(3, abstract, mesh)      # the whole state cannot come back
+  got = ckpt.restore_variables(3, {"params": abstract.params,
+                                   "batch_stats": abstract.batch_stats}, mesh)
+  assert sorted(got) == ["batch_stats", "params"]
+  _assert_trees_equal(got["params"], state.params)
+  _assert_trees_equal(got["batch_stats"], state.batch_stats)
+  with pytest.raises(FileNotFoundError, match="step 9"):
+    ckpt.restore_variables(9, {"params": abstract.params}, mesh)
+  ckpt.close()
+
+
 def test_max_to_keep_and_save_interval(tmp_path):
   ckpt = checkpoint.CheckpointManager(tmp_path, max_to_keep=2, save_interval_steps=2)
   tree = {"w": jnp.arange(3.0)}

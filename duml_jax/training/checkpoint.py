@@ -111,6 +111,25 @@ class CheckpointManager:
         data_state=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["data_state"] or {})
 
+  def restore_variables(self, step: int, abstract_variables: Mapping[str, PyTree],
+                        mesh: Mesh | None = None) -> dict:
+    """Restores only the named top-level parts of the saved state (e.g. params, batch_stats).
+
+    The rest of the saved state (optimiser state, rng) is not read, so a checkpoint restores
+    for evaluation whatever optimiser trained it, including one whose state tree has since
+    changed shape.
+    """
+    if step not in self._manager.all_steps():
+      raise FileNotFoundError(f"no checkpoint for step {step} in {self.directory} "
+                              f"(have {self.all_steps()})")
+    path = os.path.join(self.directory, str(int(step)), "state")
+    if not os.path.isdir(path):
+      raise FileNotFoundError(f"checkpoint {step} in {self.directory} has no saved state ({path})")
+    with ocp.PyTreeCheckpointer() as reader:
+      restored = reader.restore(path, args=ocp.args.PyTreeRestore(
+          abstract_like(dict(abstract_variables), mesh), partial_restore=True))
+    return dict(restored)
+
   def restore_latest(self, abstract_state: PyTree,
                      mesh: Mesh | None = None) -> tuple[PyTree, dict] | None:
     """(state, data_state) of the newest checkpoint, or None if the directory has none.

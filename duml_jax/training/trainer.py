@@ -193,7 +193,9 @@ def restore_variables(workdir, step: Optional[int] = None, config=None):
     mesh = parallel.make_mesh(jax.local_devices()[:1])
     abstract = jax.eval_shape(lambda: parallel.replicate(
         create_train_state(shape_config, model, jax.random.PRNGKey(0)), mesh))
-    state, _ = ckpt.restore(step, abstract, mesh)
+    # Variables only: the optimiser state is not read (it need not match today's optimiser).
+    variables = ckpt.restore_variables(
+        step, {"params": abstract.params, "batch_stats": abstract.batch_stats}, mesh)
   finally:
     ckpt.close()
-  return eval_variables(state), config
+  return jax.device_get(variables), config
