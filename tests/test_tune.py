@@ -1,4 +1,5 @@
 """Tracking hyper-parameter search on the synthetic validation split."""
+import ml_collections
 import pytest
 
 from configs import duml as duml_configs
@@ -11,9 +12,10 @@ def test_parse_grid_and_combinations():
   assert g == {"window_influence": [0.2, 0.4], "penalty_k": [0.1]}
   assert tune.combinations(g) == [{"penalty_k": 0.1, "window_influence": 0.2},
                                   {"penalty_k": 0.1, "window_influence": 0.4}]
-  for bad in ("", "window_influence", "lr=a,b", "lr="):
+  for bad in ("", "window_influence", "lr="):
     with pytest.raises(ValueError):
       tune.parse_grid(bad)
+  assert tune.parse_grid("centre_from=box,score_peak") == {"centre_from": ["box", "score_peak"]}
 
 
 def test_with_tracking_sets_the_benchmark_entry_too():
@@ -25,6 +27,16 @@ def test_with_tracking_sets_the_benchmark_entry_too():
   assert c.tracking.window_influence == 0.42            # the original is untouched
   with pytest.raises(KeyError, match="window_influense"):
     tune.with_tracking(c, {"window_influense": 0.3})
+  # Every value is typed by its key; a value of the wrong kind names the key.
+  t = tune.with_tracking(c, {"score_voting": 0.0, "centre_from": "score_peak"})
+  assert t.tracking.score_voting is False and t.tracking.centre_from == "score_peak"
+  old = ml_collections.ConfigDict(c.to_dict())
+  del old.tracking["centre_from"]                 # a config saved before the key existed
+  assert tune.with_tracking(old, {"centre_from": "score_peak"}).tracking.centre_from == "score_peak"
+  for key, bad in (("lr", "a"), ("update_every", 2.5), ("centre_from", 1.0),
+                   ("score_voting", 0.5)):
+    with pytest.raises(ValueError, match=f"config.tracking.{key}"):
+      tune.with_tracking(c, {key: bad})
 
 
 def test_validation_seeds_are_training_seeds_the_tiny_recipe_never_draws():

@@ -7,6 +7,7 @@ the benchmark's own format, scores them and writes ``report.json`` + plots;
 tracker's). `evaluate_after_training` is what `train_and_evaluate` runs on
 held-out synthetic sequences and on an OTB-layout folder.
 """
+import dataclasses
 import os
 from typing import Optional, Sequence as Seq
 
@@ -142,15 +143,42 @@ def synthetic_eval_dir(config, root):
                           config.eval.synthetic_frames)
 
 
+def _cast_like(current, value, name):
+  """`value` as the type of the config's `current` value; ValueError naming `name` if it is not."""
+  if isinstance(current, bool):
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+      return value.lower() in ("true", "1")
+    if isinstance(value, (bool, int, float)) and float(value) in (0., 1.):
+      return bool(value)
+  elif isinstance(current, (int, float)):
+    try:
+      cast = type(current)(value)
+    except (TypeError, ValueError):
+      cast = None
+    if cast is not None and not isinstance(value, bool) and (
+        not isinstance(current, int) or float(value) == cast):
+      return cast
+  elif isinstance(current, str):
+    if isinstance(value, str):
+      return value
+  else:
+    return value
+  raise ValueError(f"{name} is {type(current).__name__} ({current!r}); got {value!r}")
+
+
 def with_tracking(config, values, benchmark: Optional[str] = "otb"):
   """A copy of `config` with `values` set in config.tracking and, where that
   benchmark's entry of `tracking.benchmarks` sets the same key (it would
   override them), there too; values are cast to the key's type."""
   c = ml_collections.ConfigDict(config.to_dict())
+  # Keys with a default in TrackingParams may be missing from configs saved before they existed.
+  defaults = {f.name: f.default for f in dataclasses.fields(tracker_lib.TrackingParams)
+              if f.default is not dataclasses.MISSING}
   for k, v in values.items():
-    if k not in c.tracking or k == "benchmarks":
+    if k == "benchmarks" or (k not in c.tracking and k not in defaults):
       raise KeyError(f"{k!r} is not a key of config.tracking")
-    c.tracking[k] = type(c.tracking[k])(v) if isinstance(c.tracking[k], (int, float)) else v
+    current = c.tracking[k] if k in c.tracking else defaults[k]
+    c.tracking[k] = _cast_like(current, v, f"config.tracking.{k}")
     bench = c.tracking.benchmarks.get(benchmark) if benchmark else None
     if bench is not None and k in bench:
       bench[k] = c.tracking[k]

@@ -30,18 +30,25 @@ from duml_jax.evaluation import writers
 BENCHMARK = "otb"    # the one-pass protocol the held-out synthetic sets use
 
 
-def parse_grid(text: str) -> Dict[str, List[float]]:
-  """'a=1,2;b=0.5' -> {'a': [1.0, 2.0], 'b': [0.5]} (keys of config.tracking)."""
+def _value(text: str):
+  try:
+    return float(text)
+  except ValueError:
+    return text                 # a word (e.g. centre_from=score_peak); typed by with_tracking
+
+
+def parse_grid(text: str) -> Dict[str, List]:
+  """'a=1,2;b=0.5;c=x' -> {'a': [1.0, 2.0], 'b': [0.5], 'c': ['x']} (keys of config.tracking).
+
+  Numbers become floats, anything else stays a word; `with_tracking` casts each value to
+  its key's type and refuses one that is not (e.g. a word for a numeric key)."""
   grid = {}
   for part in filter(None, (p.strip() for p in text.split(";"))):
     if "=" not in part:
       raise ValueError(f"--grid entry {part!r}: expected KEY=V1,V2,...")
     key, values = part.split("=", 1)
     key = key.strip()
-    try:
-      grid[key] = [float(v) for v in values.split(",") if v.strip()]
-    except ValueError as e:
-      raise ValueError(f"--grid entry {part!r}: values must be numbers") from e
+    grid[key] = [_value(v.strip()) for v in values.split(",") if v.strip()]
     if not grid[key]:
       raise ValueError(f"--grid entry {part!r}: no value")
   if not grid:
@@ -81,6 +88,10 @@ def validation_dir(config, root, num_sequences: int, num_frames: int):
                                        allowed=synthetic.VALIDATION_SEEDS)
 
 
+def _fmt(v):
+  return f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
 def _key(values):
   return json.dumps(values, sort_keys=True)
 
@@ -98,7 +109,7 @@ def tune(config, variables, grid, out_dir, num_sequences=8, num_frames=100,
     if _key(values) in seen:
       continue
     c = with_tracking(config, values)
-    run_dir = os.path.join(out_dir, "runs", "_".join(f"{k}{v:g}" for k, v in values.items()))
+    run_dir = os.path.join(out_dir, "runs", "_".join(f"{k}{_fmt(v)}" for k, v in values.items()))
     report = evaluate_lib.evaluate_model(c, variables, BENCHMARK, folder, run_dir,
                                          batch_sequences=batch_sequences, name="tuned",
                                          plot=False)
@@ -110,7 +121,7 @@ def tune(config, variables, grid, out_dir, num_sequences=8, num_frames=100,
   keys = sorted(grid)
   lines = ["| " + " | ".join(keys) + " | validation AUC |",
            "|" + "---|" * (len(keys) + 1)]
-  lines += ["| " + " | ".join(f"{e['values'][k]:g}" for k in keys) +
+  lines += ["| " + " | ".join(_fmt(e['values'][k]) for k in keys) +
             f" | {e['success_auc']:.3f} |" for e in done]
   writers.atomic_write_text(os.path.join(out_dir, "tune.md"), "\n".join(lines) + "\n")
   return done
@@ -139,7 +150,7 @@ def main(argv):
   best = entries[0]
   print(open(os.path.join(out, "tune.md")).read())
   print("best (validation AUC %.3f): %s" % (best["success_auc"], " ".join(
-      f"--config.tracking.{k}={v:g}" for k, v in best["values"].items())))
+      f"--config.tracking.{k}={_fmt(v)}" for k, v in best["values"].items())))
 
 
 if __name__ == "__main__":
