@@ -68,6 +68,8 @@ def _tracking_config():
   t.score_voting = True            # Eq. 4-5
   t.voting_sigma = 0.0025
   t.voting_eps = 0.01
+  t.centre_from = "box"            # box (paper: regressed / voted) | score_peak (sub-cell peak
+                                   # of the penalised score map; size still from the box head)
   t.context_amount = 0.5
   t.search_size = 255              # 319 for NFS / UAV123 / LaSOT (Appendix A)
   t.penalty_k = 0.05
@@ -109,6 +111,11 @@ def _loss_config():
   l.w_box = 1.2                    # lambda_b (L1)
   l.w_iou = 1.2                    # lambda_o (BCE)
   l.ofc_assigner = "atss_max_iou"  # atss_max_iou | atss_min_l2 | iou
+  l.offline_on_support = False      # sequence training: offline/box losses also on the
+                                   # support crops (default: query crops only)
+  l.box_assigner = ""               # positives of the box / IoU losses: "" = ofc_assigner,
+                                   # or centre_radius (all anchors within box_radius cells)
+  l.box_radius = 1.5
   l.atss_topk_5s = 15
   l.atss_topk_1s = 11
   l.focal_alpha = 0.25

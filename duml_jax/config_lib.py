@@ -30,6 +30,12 @@ def anchor_ratios(model_config):
   return tuple(model_config.anchor_ratios) if box_anchors(model_config) > 1 else (1.0,)
 
 
+def box_assigner(loss_config):
+  """Assigner of the box / IoU losses' positives: `loss.box_assigner`, or when it is empty
+  (the paper, and configs saved before the key existed) the OFC assigner."""
+  return loss_config.get("box_assigner", "") or loss_config.ofc_assigner
+
+
 def compute_dtype_name(model_config):
   """`model.dtype`; "float32" for configs saved before the key existed (old checkpoints)."""
   return model_config.get("dtype", "float32")
@@ -54,6 +60,9 @@ def validate(c):
   if c.loss.ofc_assigner not in ("atss_max_iou", "atss_min_l2", "iou"):
     raise ValueError(f"loss.ofc_assigner={c.loss.ofc_assigner!r}; allowed: "
                      "atss_max_iou, atss_min_l2, iou")
+  if box_assigner(c.loss) not in ("atss_max_iou", "atss_min_l2", "iou", "centre_radius"):
+    raise ValueError(f"loss.box_assigner={c.loss.box_assigner!r}; allowed: '' (= "
+                     "loss.ofc_assigner), atss_max_iou, atss_min_l2, iou, centre_radius")
   if c.loss.ofr_loss not in ("FC_PR", "FC_RG"):
     raise ValueError(f"loss.ofr_loss={c.loss.ofr_loss!r}; allowed: FC_PR, FC_RG")
   if m.online_cfg.filter_size % 2 != 1:

@@ -272,10 +272,35 @@ def onr_label(box, size, stride, first_cell_centre, sigma_cells):
   return gaussian_label(size, centre_in_cells(box, stride, first_cell_centre), sigma_cells)
 
 
+def centre_radius_labels(anchors, gt_box, radius=1.5, positive=True):
+  """Centre sampling (FCOS-style; not in the paper): every anchor whose position lies within
+  ``radius`` grid cells of the GT centre in x and in y, and inside the GT, is positive, of every
+  shape; all others negative. Meant for the box / IoU losses (``loss.box_assigner``): it gives the
+  regression the neighbours of the best cell too, whose offsets span a cell or more.
+
+  Args:
+    anchors: (H, W, A, 4) absolute (cx, cy, w, h) anchors on a regular grid (H, W >= 2).
+    gt_box: (4,) [x, y, w, h].
+    radius: in grid cells (the spacing of neighbouring anchor positions).
+    positive: False for a negative pair (all anchors negative).
+
+  Returns:
+    (H, W, A) int32 labels in {0, 1}.
+  """
+  anchors = jnp.asarray(anchors, jnp.float32)
+  gt = _gt_cxcywh(gt_box)
+  spacing = anchors[0, 1, 0, 0] - anchors[0, 0, 0, 0]
+  near = ((jnp.abs(anchors[..., 0] - gt[0]) <= radius * spacing) &
+          (jnp.abs(anchors[..., 1] - gt[1]) <= radius * spacing))
+  labels = (near & _centre_inside(anchors, gt)).astype(jnp.int32)
+  return _negative_pair(labels, positive)
+
+
 _LABEL_FNS = {
     "atss_max_iou": atss_max_iou,
     "atss_min_l2": atss_min_l2,
     "iou": iou_threshold_labels,
+    "centre_radius": centre_radius_labels,
 }
 
 

@@ -227,3 +227,19 @@ def test_select_label_fn():
   assert labels.select_label_fn("iou") is labels.iou_threshold_labels
   with pytest.raises(ValueError, match="loss.ofc_assigner"):
     labels.select_label_fn("atss")
+
+
+def test_centre_radius_labels_by_hand():
+  # 5x5 grid, spacing 8, one square and one wide anchor shape; GT centred at (17, 9), 30x30.
+  grid = anchors_lib.anchor_grid(5, 8, ((16., 16.), (32., 8.)), centre=(16., 16.))
+  gt = jnp.array([2., -6., 30., 30.])
+  lbl = np.asarray(labels.centre_radius_labels(grid, gt, radius=1.0))
+  # Anchor positions 0, 8, ..., 32 in x and y: within 8 px of x=17 -> 16, 24 (and 8? |8-17|=9 no);
+  # of y=9 -> 8, 16 (0: |0-9|=9 no). Both shapes at those 4 positions.
+  want = np.zeros((5, 5, 2), np.int32)
+  want[1:3, 2:4, :] = 1
+  np.testing.assert_array_equal(lbl, want)
+  # Inside the GT is also required: a thin GT keeps only the column it covers.
+  thin = np.asarray(labels.centre_radius_labels(grid, jnp.array([15., 0., 4., 20.]), radius=1.0))
+  assert thin.sum() == 2 * 2 and thin[:, 2].sum() == 4
+  assert np.asarray(labels.centre_radius_labels(grid, gt, positive=False)).sum() == 0

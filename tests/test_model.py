@@ -145,3 +145,29 @@ def test_xcorr_depthwise_by_hand():
   out = heads.xcorr_depthwise(x, k)
   # out[i,j] = x[i,j] - x[i+1,j+1] = -5 everywhere (no kernel flip)
   np.testing.assert_allclose(out, -5. * jnp.ones((1, 3, 3, 1)))
+
+
+def test_forward_sequence_support_offline_heads_match_per_crop_heads():
+  # loss.offline_on_support: the offline heads on each support crop, with the support set's
+  # averaged template, exactly as on a query crop; without the flag nothing changes.
+  m = _tiny("OFC-5s", "ONR")
+  v = duml.init_variables(m, jax.random.PRNGKey(0))
+  k = jax.random.split(jax.random.PRNGKey(2), 3)
+  b, s, q = 1, 2, 1
+  sz = 255. * jax.random.uniform(k[0], (b, s, 127, 127, 3))
+  sx = 255. * jax.random.uniform(k[1], (b, s, 159, 159, 3))
+  qx = 255. * jax.random.uniform(k[2], (b, q, 159, 159, 3))
+  centres = jnp.full((b, s, 2), 79.5)
+  fwd = lambda **kw: m.apply(v, sz, sx, centres, qx, method=duml.DuML.forward_sequence, **kw)
+  plain, both = fwd(), fwd(support_offline=True)
+  assert "support_box" not in plain
+  np.testing.assert_array_equal(plain["box"], both["box"])
+  np.testing.assert_array_equal(plain["online"], both["online"])
+  assert both["support_score"].shape == (b, s, 13, 13, 5)
+  assert both["support_box"].shape == (b, s, 13, 13, 5, 5)
+  zf = m.apply(v, sz.reshape((-1, 127, 127, 3)), method=duml.DuML.template)
+  z_mean = [f.reshape((b, s) + f.shape[1:]).mean(1) for f in zf["offline"]]
+  xf = m.apply(v, sx[:, 1], method=duml.DuML.search)
+  heads = m.apply(v, {"offline": z_mean}, xf, method=duml.DuML.offline_heads)
+  np.testing.assert_allclose(both["support_box"][:, 1], heads["box"], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(both["support_score"][:, 1], heads["score"], rtol=1e-5, atol=1e-5)

@@ -74,3 +74,18 @@ def test_update_target_smoothing_and_clipping():
                                    jnp.array([20., -20., 1000., 1.]), 1.0, 1.0, size, 10.)
   np.testing.assert_allclose(c, [160., 0.], atol=1e-5)
   np.testing.assert_allclose(s, [160., 10.], atol=1e-5)
+
+
+def test_peak_offset_recovers_a_sampled_parabola_vertex():
+  # Samples of a concave quadratic with its vertex at (col 4.3, row 2.8): exact recovery.
+  rows, cols = np.mgrid[0:7, 0:7]
+  m = -((cols - 4.3) ** 2) - 2.0 * (rows - 2.8) ** 2
+  np.testing.assert_allclose(postprocess.peak_offset(jnp.asarray(m), 3, 4), [0.3, -0.2],
+                             atol=1e-5)
+  # At the border, or where the three samples are not concave, the offset is 0.
+  np.testing.assert_allclose(postprocess.peak_offset(jnp.asarray(m), 0, 6), [0., 0.])
+  flat = np.zeros((5, 5))
+  np.testing.assert_allclose(postprocess.peak_offset(jnp.asarray(flat), 2, 2), [0., 0.])
+  # A vertex beyond half a cell is clipped to +-0.5.
+  lin = np.tile(np.array([0., 1., 1.9, 2.0, 2.05]), (5, 1))
+  assert float(postprocess.peak_offset(jnp.asarray(lin), 2, 2)[0]) == 0.5

@@ -135,6 +135,19 @@ def test_localise_fusion_and_voting_switch(models):
   voted, _, _ = tracker.localise(model, tracker.tracking_params(c, voting_sigma=1.0), heads,
                                  raw, target)
   assert np.abs(np.asarray(voted) - np.asarray(box)).max() > 1e-3    # neighbours vote
+  # centre_from=score_peak: the centre is the best cell's anchor plus the parabola vertex of
+  # the penalised map (max over anchors) in stride units; the size stays the box head's.
+  p_peak = tracker.tracking_params(c, score_voting=False, lr=1.0, centre_from="score_peak")
+  peak, _, _ = tracker.localise(model, p_peak, heads, raw, target)
+  _, _, pscore = postprocess.select(fused, pred, target, postprocess.hann_window(25, 5),
+                                    p_off.penalty_k, p_off.window_influence)
+  r, col, a = np.unravel_index(int(best), (25, 25, 5))
+  off = postprocess.peak_offset(jnp.max(pscore, -1), r, col)
+  np.testing.assert_allclose(peak[:2], anchors[r, col, a, :2] + 8. * np.asarray(off), atol=1e-4)
+  np.testing.assert_allclose(peak[2:], box[2:], rtol=1e-6)
+  assert np.abs(np.asarray(peak[:2]) - np.asarray(box[:2])).max() > 1e-3
+  with pytest.raises(ValueError, match="centre_from"):
+    tracker.tracking_params(c, centre_from="peak")
 
 
 # -- init / track --------------------------------------------------------------

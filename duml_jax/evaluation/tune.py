@@ -118,10 +118,11 @@ def tune(config, variables, grid, out_dir, num_sequences=8, num_frames=100,
     writers.atomic_write_text(path, json.dumps(done, indent=1))
     logging.info("tune: %d/%d %s -> AUC %.3f", i + 1, len(combos), values, auc)
   done.sort(key=lambda e: -e["success_auc"])
-  keys = sorted(grid)
+  # Entries of earlier grids resumed from tune.json may lack keys: '-' is the config's value.
+  keys = sorted(set(grid).union(*(e["values"] for e in done)))
   lines = ["| " + " | ".join(keys) + " | validation AUC |",
            "|" + "---|" * (len(keys) + 1)]
-  lines += ["| " + " | ".join(_fmt(e['values'][k]) for k in keys) +
+  lines += ["| " + " | ".join(_fmt(e['values'][k]) if k in e['values'] else "-" for k in keys) +
             f" | {e['success_auc']:.3f} |" for e in done]
   writers.atomic_write_text(os.path.join(out_dir, "tune.md"), "\n".join(lines) + "\n")
   return done

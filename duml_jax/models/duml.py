@@ -163,7 +163,8 @@ class DuML(nn.Module):
 
   def forward_sequence(self, support_z, support_x, support_centres, query_x,
                        train: bool = False, support_labels=None,
-                       num_iter: Optional[int] = None, backbone_train: Optional[bool] = None):
+                       num_iter: Optional[int] = None, backbone_train: Optional[bool] = None,
+                       support_offline: bool = False):
     """Sequence-wise forward through the inner loop (paper Section 4, footnote 1).
 
     Args:
@@ -174,9 +175,13 @@ class DuML(nn.Module):
       support_labels: ONC only: (B, S, G, G, A_on) anchor labels on the online
         grid, 1 / 0 / -1 (ignored).
       num_iter: inner steps (default: the spec's train_iters).
+      support_offline: also run the offline heads on the support search crops (their
+        features are computed for the online branch anyway).
     Returns:
       {'score': (B,Q,25,25,A_off)|None, 'box': (B,Q,25,25,A_box,5),
-       'online': (B,T+1,Q,25,25,A_on)|None scores of phi^(0..T)}.
+       'online': (B,T+1,Q,25,25,A_on)|None scores of phi^(0..T)}; with
+      `support_offline` also 'support_score' (B,S,25,25,A_off)|None and
+      'support_box' (B,S,25,25,A_box,5).
     """
     b, s = support_z.shape[:2]
     q = query_x.shape[1]
@@ -190,12 +195,19 @@ class DuML(nn.Module):
     out = self.offline_heads({"offline": [rep_q(f) for f in z_off]}, qf, train)
     unflat_q = lambda a: None if a is None else a.reshape((b, q) + a.shape[1:])
     out = {"score": unflat_q(out["score"]), "box": unflat_q(out["box"]), "online": None}
+    if not (self.a_on or support_offline):
+      return out
+    sx = self.search(flat(support_x), train, backbone_train)
+    if support_offline:
+      so = self.offline_heads({"offline": [jnp.repeat(f, s, axis=0) for f in z_off]}, sx, train)
+      unflat_s = lambda a: None if a is None else a.reshape((b, s) + a.shape[1:])
+      out["support_score"], out["support_box"] = unflat_s(so["score"]), unflat_s(so["box"])
     if not self.a_on:
       return out
     spec = self.online_spec
     num_iter = spec.train_iters if num_iter is None else num_iter
     filt0 = self.initial_filter(mean_s(zf["online"]))                  # (B,k,k,D,A)
-    sf = self.search(flat(support_x), train, backbone_train)["online"]
+    sf = sx["online"]
     sf = sf.reshape((b, s) + sf.shape[1:])                               # (B,S,G,G,D)
     grid = sf.shape[-2]
     cells = online_lib.box_centre_to_cell(support_centres, self.stride)

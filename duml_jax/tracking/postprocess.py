@@ -71,6 +71,32 @@ def select(score, pred, target_wh, window, penalty_k, window_influence):
   return jnp.argmax(pscore.reshape(-1)), penalty, pscore
 
 
+def peak_offset(score_map, row, col):
+  """Sub-cell (dx, dy) of a score map's peak at (row, col) from a parabola through 3 cells.
+
+  Along each axis the parabola through the peak and its two neighbours has its vertex at
+  ``(s[-1] - s[+1]) / (2 (s[-1] - 2 s[0] + s[+1]))`` cells, clipped to [-0.5, 0.5]; the offset
+  is 0 at the map's border and where the three values are not concave.
+
+  Args:
+    score_map: (S, S) scores (rows are y, columns x).
+    row, col: integer peak position.
+  Returns:
+    (2,) offset (x, y) in cells.
+  """
+  s = score_map.shape[0]
+
+  def vertex(lo, mid, hi, inside):
+    curv = lo - 2. * mid + hi
+    ok = inside & (curv < 0.)
+    return jnp.where(ok, jnp.clip(0.5 * (lo - hi) / jnp.where(ok, curv, -1.), -0.5, 0.5), 0.)
+
+  at = lambda r, c: score_map[jnp.clip(r, 0, s - 1), jnp.clip(c, 0, s - 1)]
+  dx = vertex(at(row, col - 1), at(row, col), at(row, col + 1), (col > 0) & (col < s - 1))
+  dy = vertex(at(row - 1, col), at(row, col), at(row + 1, col), (row > 0) & (row < s - 1))
+  return jnp.stack([dx, dy])
+
+
 def update_target(centre, size, box_crop, scale_z, lr, image_size, min_size):
   """New (centre, size) in frame pixels from the chosen crop box (cx, cy, w, h).
 

@@ -68,6 +68,7 @@ DuML = duml_lib.DuML
 
 FLAG_NORMAL, FLAG_NOT_FOUND, FLAG_DISTRACTOR = 0, 1, 2
 FLAG_NAMES = ("normal", "not_found", "distractor")
+CENTRE_FROM = ("box", "score_peak")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,11 +103,12 @@ class TrackingParams:
   onc_pos_iou: float = 0.8
   onc_neg_iou: float = 0.3
   online_norm: str = "minmax"   # minmax | clip
+  centre_from: str = "box"      # box (paper) | score_peak
 
 
 _TYPES = {"search_size": int, "memory_size": int, "num_init_samples": int, "init_iters": int,
           "update_every": int, "update_iters": int, "distractor_iters": int,
-          "score_voting": bool, "online_norm": str}
+          "score_voting": bool, "online_norm": str, "centre_from": str}
 
 
 def tracking_params(config, benchmark: Optional[str] = None, **overrides) -> TrackingParams:
@@ -148,6 +150,9 @@ def tracking_params(config, benchmark: Optional[str] = None, **overrides) -> Tra
     raise ValueError(f"config.tracking: unknown keys {sorted(t)}")
   if kwargs.get("online_norm", "minmax") not in ("minmax", "clip"):
     raise ValueError(f"tracking.online_norm={kwargs['online_norm']!r}; allowed: minmax, clip")
+  if kwargs.get("centre_from", "box") not in CENTRE_FROM:
+    raise ValueError(f"tracking.centre_from={kwargs['centre_from']!r}; allowed: "
+                     f"{', '.join(CENTRE_FROM)}")
   if (kwargs["search_size"] - kwargs["exemplar_size"]) % stride:
     raise ValueError(f"tracking.search_size={kwargs['search_size']}: search - exemplar "
                      f"must be a multiple of the stride {stride}")
@@ -281,8 +286,8 @@ def localise(model, tcfg, heads, raw_online, target_wh):
   anchors = postprocess.anchor_offsets(s, tcfg.stride, tcfg.box_anchor_shapes)
   pred = postprocess.decode_boxes(box_map, anchors)
   window = postprocess.hann_window(s, a_box)
-  best, penalty, _ = postprocess.select(fused, pred, target_wh, window, tcfg.penalty_k,
-                                        tcfg.window_influence)
+  best, penalty, pscore = postprocess.select(fused, pred, target_wh, window, tcfg.penalty_k,
+                                             tcfg.window_influence)
   flat_pred, flat_score = pred.reshape(-1, 4), fused.reshape(-1)
   if tcfg.score_voting:
     iou_pred = jax.nn.sigmoid(box_map[..., 4]).reshape(-1)
@@ -290,6 +295,11 @@ def localise(model, tcfg, heads, raw_online, target_wh):
                                    tcfg.voting_sigma, tcfg.voting_eps)
   else:
     box_crop = flat_pred[best]
+  if tcfg.centre_from == "score_peak":
+    # Centre from the penalised score map's sub-cell peak, size from the box head.
+    row, col, a = jnp.unravel_index(best, pscore.shape)
+    off = postprocess.peak_offset(jnp.max(pscore, axis=-1), row, col)
+    box_crop = box_crop.at[:2].set(jnp.asarray(anchors)[row, col, a, :2] + tcfg.stride * off)
   lr = penalty.reshape(-1)[best] * flat_score[best] * tcfg.lr
   return box_crop, lr, flat_score[best]
 

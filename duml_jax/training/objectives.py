@@ -57,10 +57,13 @@ def online_anchors(model_config, a, grid):
                                              centre=(c, c)))
 
 
-def _assign(config, anchors, box, positive):
-  fn = labels_lib.select_label_fn(config.loss.ofc_assigner)
+def _assign(config, anchors, box, positive, name=None):
+  name = name or config.loss.ofc_assigner
+  fn = labels_lib.select_label_fn(name)
   a = anchors.shape[-2]
-  if config.loss.ofc_assigner == "atss_max_iou":
+  if name == "centre_radius":
+    return fn(anchors, box, radius=config.loss.get("box_radius", 1.5), positive=positive)
+  if name == "atss_max_iou":
     topk = config.loss.atss_topk_5s if a > 1 else config.loss.atss_topk_1s
     return fn(anchors, box, topk=topk, positive=positive)
   return fn(anchors, box, positive=positive)
@@ -88,7 +91,8 @@ def offline_losses(config, out, box, positive):
       terms["offline"] = losses.sigmoid_focal_loss(logits, lbl, config.loss.focal_alpha,
                                                    config.loss.focal_gamma)
   anc = offline_anchors(m, a_box)
-  pos = jax.vmap(lambda b, p: _assign(config, anc, b, p))(box, positive) == 1
+  box_name = config_lib.box_assigner(config.loss)
+  pos = jax.vmap(lambda b, p: _assign(config, anc, b, p, box_name))(box, positive) == 1
   targets = jax.vmap(lambda b: labels_lib.box_targets(anc, b))(box)
   terms["box"] = losses.box_l1_loss(out["box"][..., :4], targets, pos)
   terms["iou"] = losses.iou_bce_loss(out["box"][..., 4], out["box"][..., :4], anc, box, pos)
@@ -158,6 +162,9 @@ def make_loss_fn(model, config):
   weights = {"online": config.loss.w_online, "offline": config.loss.w_offline,
              "box": config.loss.w_box, "iou": config.loss.w_iou}
 
+  # Configs saved before the key existed: queries only.
+  on_support = bool(config.loss.get("offline_on_support", False))
+
   def loss_fn(params, batch_stats, batch, rng, train_flags):
     del rng
     train = bool(dict(train_flags).get("train", True))
@@ -180,14 +187,18 @@ def make_loss_fn(model, config):
                         _images(batch["support_search"]), centres,
                         _images(batch["query_search"]), train=train, backbone_train=bb_train,
                         support_labels=support_labels, mutable=mutable,
+                        support_offline=on_support,
                         method=duml_lib.DuML.forward_sequence)
       out, new_vars = res if train else (res, {"batch_stats": batch_stats})
       qbox = batch["query_box"]
       flat = lambda a: None if a is None else a.reshape((-1,) + a.shape[2:])
-      n = qbox.shape[0] * qbox.shape[1]
-      terms, metrics = offline_losses(
-          config, {"score": flat(out["score"]), "box": flat(out["box"])}, flat(qbox),
-          jnp.ones((n,), bool))
+      score, box_map, boxes_gt = flat(out["score"]), flat(out["box"]), flat(qbox)
+      if on_support:      # offline losses on every search crop: queries, then supports
+        cat = lambda a, b: None if a is None else jnp.concatenate([a, flat(b)], axis=0)
+        score, box_map = cat(score, out["support_score"]), cat(box_map, out["support_box"])
+        boxes_gt = cat(boxes_gt, batch["support_box"])
+      terms, metrics = offline_losses(config, {"score": score, "box": box_map}, boxes_gt,
+                                      jnp.ones((boxes_gt.shape[0],), bool))
       terms["online"], per_iter = online_loss(config, out["online"], qbox)
       metrics["online_first_iter"] = per_iter[0]
       metrics["online_last_iter"] = per_iter[-1]
