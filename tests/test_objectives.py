@@ -24,7 +24,8 @@ def _batch(cfg, b=1, s=2, q=1):
 
 
 def test_offline_losses_on_support_crops_use_their_own_boxes():
-  config = duml_config.get_config("tiny")
+  config = duml_config.get_config("tiny").unlock()
+  config.loss.offline_on_support = False            # tiny turns it on: test both explicitly
   model = duml.build_model(config.model)
   batch = _batch(config.model)
   variables = jax.jit(lambda k: duml.init_variables(
@@ -62,6 +63,7 @@ def test_box_assigner_picks_the_box_losses_positives():
   from duml_jax import config_lib
   from duml_jax import labels
   config = duml_config.get_config("tiny").unlock()
+  config.loss.box_assigner = ""                     # the paper's default (tiny sets its own)
   m = config.model
   a = config_lib.box_anchors(m)
   anchors = objectives.offline_anchors(m, a)
@@ -77,6 +79,10 @@ def test_box_assigner_picks_the_box_losses_positives():
   config.loss.box_assigner = "iou"
   _, metrics = objectives.offline_losses(config, out, box, jnp.ones((1,), bool))
   assert float(metrics["num_pos"]) == iou
+  config.loss.box_assigner = "centre_radius"
+  _, metrics = objectives.offline_losses(config, out, box, jnp.ones((1,), bool))
+  assert float(metrics["num_pos"]) == count(labels.centre_radius_labels(
+      anchors, box[0], radius=config.loss.box_radius))
   config.loss.box_assigner = "atss"
   with pytest.raises(ValueError, match="loss.box_assigner"):
     config_lib.validate(config)
