@@ -37,6 +37,13 @@ from duml_jax.models import nanotrack as nt
 BN_EPS = 1e-5
 NPZ_NAME = 'nanotrack.npz'
 META_NAME = 'meta.json'
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def default_weights_dir():
+  """``../shared/weights/nanotrack`` beside the repository (absolute path), where the
+  project's NanoTrack weights are expected unless a config or flag says otherwise."""
+  return _REPO.parent / 'shared' / 'weights' / 'nanotrack'
 
 
 def _backbone_table():
@@ -185,7 +192,9 @@ def _onnx_params(model_path, rows):
   return params
 
 
-def _find_onnx(directory, version):
+def find_onnx(directory, version):
+  """{'backbone': path, 'head': path} of the ONNX graphs of `version` in `directory`
+  (``nanotrack{version}_*backbone*.onnx``, ``*head*.onnx``; exactly one each)."""
   d = pathlib.Path(directory)
   found = {}
   for part in ('backbone', 'head'):
@@ -297,7 +306,7 @@ def load_nanotrack(path_or_dir, version='v2'):
     with np.load(p / NPZ_NAME) as z:
       return _unflatten({k: z[k] for k in z.files})
   if p.is_dir():
-    f = _find_onnx(p, version)
+    f = find_onnx(p, version)
     return from_onnx(f['backbone'], f['head'], version)
   raise FileNotFoundError(f'{p}: not a .pth file or a directory of NanoTrack weights')
 

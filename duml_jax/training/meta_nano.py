@@ -58,7 +58,7 @@ def get_config():
   """Meta-training recipe (a few CPU minutes at the defaults)."""
   c = ml_collections.ConfigDict()
   c.version = "v2"
-  c.weights = str(_SHARED / "weights" / "nanotrack")
+  c.weights = str(nano_convert.default_weights_dir())
   c.network_channels = "rgb"          # as the cv2-compatible tracker config feeds the network
   c.steps = 80
   c.batch_size = 4
