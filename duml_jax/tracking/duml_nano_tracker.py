@@ -248,7 +248,8 @@ class DuMLNanoTracker:
 
   def __init__(self, model, variables, p: NanoParams, name: str = "DuML-nano"):
     self.name = name
-    self.model, self.variables, self.params = model, variables, p
+    # On the device once: numpy leaves would be copied in at every step.
+    self.model, self.variables, self.params = model, jax.device_put(variables), p
     self.state = None
     self.last_output = None
 

@@ -111,7 +111,9 @@ class _Cfg(NamedTuple):
 
 
 def freeze(cfg):
-  """Hashable `_Cfg` of a config dict (checked keys and values)."""
+  """Hashable `_Cfg` of a config dict (checked keys and values); a `_Cfg` as is."""
+  if isinstance(cfg, _Cfg):
+    return cfg
   d = dict(cfg)
   for k in d:
     if k not in _Cfg._fields:
@@ -148,8 +150,34 @@ class NanoState(NamedTuple):
 
 
 def channel_mean(frame):
-  """Rounded per-channel mean of an (H, W, 3) frame (cv2 pads uint8)."""
-  return jnp.round(jnp.mean(frame.astype(jnp.float32), axis=(0, 1)))
+  """Per-channel mean of an (H, W, 3) uint8 frame rounded to an integer, half to even
+  (``cv2.mean`` then the uint8 border value of ``copyMakeBorder``), as float32 (3,).
+
+  Exact: integer sums (uint32, frames up to 16.8 M pixels) and an integer
+  rounding of sum / count, no float32 accumulation.
+  """
+  h, w, c = frame.shape
+  n = h * w
+  if n * 255 >= 2 ** 32:
+    raise ValueError(f"channel_mean: a {h}x{w} frame overflows the uint32 sums")
+  rows = jnp.sum(frame.reshape(h, w * c).astype(jnp.uint32), axis=0)   # contiguous: fast
+  total = jnp.sum(rows.reshape(w, c), axis=0)
+  q, r = total // n, total % n
+  up = (2 * r > n) | ((2 * r == n) & (q % 2 == 1))
+  return (q + up.astype(jnp.uint32)).astype(jnp.float32)
+
+
+def _computed_if(pred, fn):
+  """``fn()`` where `pred` holds, zeros of its shapes otherwise, as a conditional.
+
+  XLA runs only the branch taken, and a conditional is a fusion boundary:
+  its result is computed once rather than inlined into every element of its
+  consumers, which XLA does with cheap elementwise producers (the crop's
+  255-long tap tables were recomputed for each of its 195k output values:
+  2.6 ms instead of 1.0 ms per 255 crop, measured on CPU).
+  """
+  zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(fn))
+  return jax.lax.cond(pred, fn, lambda: zeros)
 
 
 def crop_window(frame, x0, y0, side, out_size, fill):
@@ -242,6 +270,17 @@ def _resize_coeffs(side, out_size, clamp_frac):
   return jnp.clip(lo, 0, side - 1), jnp.clip(lo + 1, 0, side - 1), w0, w1
 
 
+def _window_taps(origin, side, out_size, n, clamp_frac):
+  """Indices into the frame padded by one pixel on each side (`crop_window_opencv`) of
+  the two taps of every output pixel along one axis, and their 11-bit weights.
+
+  A tap outside the frame lands on the padding (index 0 or n + 1), which holds the
+  fill value.
+  """
+  lo, hi, w0, w1 = _resize_coeffs(side, out_size, clamp_frac)
+  return jnp.clip(origin + lo + 1, 0, n + 1), jnp.clip(origin + hi + 1, 0, n + 1), w0, w1
+
+
 def crop_window_opencv(frame, x0, y0, side, out_size, fill):
   """cv2's crop: ``resize(pad(frame, fill)[y0:y0+side, x0:x0+side], out)``.
 
@@ -250,6 +289,10 @@ def crop_window_opencv(frame, x0, y0, side, out_size, fill):
   + 2 >> 2``, as its SIMD path computes it; checked against ``cv2.resize`` in
   the tests) of the integer window of a frame padded with ``fill``.
 
+  The frame gets a one-pixel border of ``fill`` and every tap index is
+  clipped onto it, so that taps outside the frame read ``fill`` without a
+  select per pixel (0.45 ms instead of 1.2 ms per 255 crop on CPU, measured).
+
   Args:
     frame: (H, W, 3) uint8/int. x0, y0, side: integer-valued scalars.
     out_size: static int. fill: (3,) rounded pad value.
@@ -257,26 +300,21 @@ def crop_window_opencv(frame, x0, y0, side, out_size, fill):
     (out_size, out_size, 3) float32 with integer values 0..255.
   """
   h, w = frame.shape[:2]
-  img = frame.astype(jnp.int32)
-  fill = fill.astype(jnp.int32)
-  xlo, xhi, a0, a1 = _resize_coeffs(side, out_size, clamp_frac=True)
-  ylo, yhi, b0, b1 = _resize_coeffs(side, out_size, clamp_frac=False)
   x0 = jnp.asarray(x0).astype(jnp.int32)
   y0 = jnp.asarray(y0).astype(jnp.int32)
+  side = jnp.asarray(side)
+  (xl, xh, a0, a1), (yl, yh, b0, b1) = _computed_if(side > 0, lambda: (
+      _window_taps(x0, side, out_size, w, clamp_frac=True),
+      _window_taps(y0, side, out_size, h, clamp_frac=False)))
+  border = jnp.broadcast_to(fill.astype(frame.dtype), (h + 2, w + 2, frame.shape[2]))
+  padded = jax.lax.dynamic_update_slice(border, frame, (1, 1, 0))
 
-  def rows(iy):
-    y = y0 + iy
-    inside = (y >= 0) & (y < h)
-    return jnp.where(inside[:, None, None], img[jnp.clip(y, 0, h - 1)], fill)
+  def hpass(ys):
+    rows = padded[ys]
+    return (rows[:, xl].astype(jnp.int32) * a0[None, :, None]
+            + rows[:, xh].astype(jnp.int32) * a1[None, :, None])
 
-  def hpass(r):
-    def cols(ix):
-      x = x0 + ix
-      inside = (x >= 0) & (x < w)
-      return jnp.where(inside[None, :, None], r[:, jnp.clip(x, 0, w - 1)], fill)
-    return cols(xlo) * a0[None, :, None] + cols(xhi) * a1[None, :, None]
-
-  h0, h1 = hpass(rows(ylo)), hpass(rows(yhi))
+  h0, h1 = hpass(yl), hpass(yh)
   out = ((((h0 >> 4) * b0[:, None, None]) >> 16)
          + (((h1 >> 4) * b1[:, None, None]) >> 16) + 2) >> 2
   return jnp.clip(out, 0, 255).astype(jnp.float32)
@@ -298,10 +336,10 @@ def _crop(cfg, frame, center, side, out_size, fill):
   `center` (OpenCV's integer window and resize, or the exact continuous
   window)."""
   x0, y0 = crop_origin(cfg, center, side)
-  if cfg.opencv_compat:
-    patch = crop_window_opencv(frame, x0, y0, side, out_size, fill)
-  else:
-    patch = crop_window(frame, x0, y0, side, out_size, fill)
+  window = crop_window_opencv if cfg.opencv_compat else crop_window
+  # Materialised before the network: XLA would fuse the crop into the stem's
+  # padding loop, which ran it 2.3x slower (0.78 vs 0.34 ms, measured on CPU).
+  patch = _computed_if(side > 0, lambda: window(frame, x0, y0, side, out_size, fill))
   if cfg.network_channels == 'bgr':
     patch = patch[..., ::-1]
   return patch[None]
@@ -377,7 +415,13 @@ def search_geometry(cfg, size):
 def search_crop(cfg, state, frame):
   """(1, 255, 255, 3) search crop around the state's centre, s_x, scale_z."""
   s_x, scale_z = search_geometry(cfg, state.size)
-  fill = channel_mean(frame) if cfg.opencv_compat else state.mean
+  if cfg.opencv_compat:   # each frame's own mean, computed only when the window leaves the frame
+    h, w = frame.shape[:2]
+    x0, y0 = crop_origin(cfg, state.center, s_x)
+    outside = (x0 < 0) | (y0 < 0) | (x0 + s_x > w) | (y0 + s_x > h)
+    fill = _computed_if(outside, lambda: channel_mean(frame))
+  else:
+    fill = state.mean
   x = _crop(cfg, frame, state.center, s_x, cfg.instance_size, fill)
   return x, s_x, scale_z
 
@@ -487,7 +531,8 @@ class NanoTracker:
   """
 
   def __init__(self, variables, cfg=None):
-    self.variables = variables
+    # On the device once: numpy leaves would be copied in at every step.
+    self.variables = jax.device_put(variables)
     self.cfg = freeze(default_config() if cfg is None else cfg)
     self.state = None
 
