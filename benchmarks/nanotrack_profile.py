@@ -15,11 +15,12 @@ first ``--calls`` frames of the sequence; JAX inputs are on the device
 before timing except for the host wrapper (which copies the frame in, as
 the runner does).
 
-  PYTHONPATH=. python benchmarks/nanotrack_profile.py [--repeats 7 --calls 30]
+  python benchmarks/nanotrack_profile.py [--repeats 7 --calls 30]
 """
 import argparse
-import json
+import os
 import pathlib
+import sys
 import time
 
 import cv2
@@ -27,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import common
-from duml_jax.convert.nanotrack import find_onnx, load_nanotrack
-from duml_jax.models import nanotrack as nt
-from duml_jax.tracking import nanotrack_tracker as ntt
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common  # noqa: E402  pylint: disable=g-import-not-at-top
+from duml_jax.convert.nanotrack import find_onnx, load_nanotrack  # noqa: E402
+from duml_jax.models import nanotrack as nt  # noqa: E402
+from duml_jax.tracking import nanotrack_tracker as ntt  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
