@@ -90,6 +90,15 @@ def summary(times):
           "mean_ms": round(float(t.mean()), 3), "n": int(t.size)}
 
 
+def otb_sequence(seq_dir):
+  """(frame paths, first box as the ints cv2 takes) of an OTB-layout sequence folder."""
+  from duml_jax.data import benchmarks  # pylint: disable=g-import-not-at-top
+  seq_dir = os.path.abspath(seq_dir)
+  seq = benchmarks.load_benchmark("otb", os.path.dirname(seq_dir),
+                                  sequences=[os.path.basename(seq_dir)])[0]
+  return seq.frames, tuple(int(v) for v in np.round(seq.boxes[0]))
+
+
 def synthetic_frames(num_frames, height=360, width=640, seed=0):
   """A textured target moving over a textured background: (frames uint8 (T,H,W,3), first box xywh).
 

@@ -38,12 +38,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 
-def _first_box(seq_dir):
-  line = (seq_dir / "groundtruth_rect.txt").read_text().splitlines()[0]
-  x, y, w, h = (float(v) for v in line.replace("\t", ",").replace(" ", ",").split(",") if v)
-  return (int(round(x - 1)), int(round(y - 1)), int(round(w)), int(round(h)))  # 1-based GT
-
-
 def jax_stages(variables, cfg, state, frames_dev, frames_host):
   """{stage: zero-argument callable of call index} for the JAX tracker."""
   backbone, head = nt.build(cfg.version)
@@ -125,10 +119,10 @@ def main():
   ap.add_argument("--calls", type=int, default=30)
   args = ap.parse_args()
   seq = pathlib.Path(args.sequence)
-  paths = sorted((seq / "img").glob("*.jpg"))[:args.calls]
+  paths, box = common.otb_sequence(seq)
+  paths = paths[:args.calls]
   bgr = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
   rgb = [np.ascontiguousarray(f[..., ::-1]) for f in bgr]
-  box = _first_box(seq)
   variables = jax.device_put(load_nanotrack(args.weights, args.version))
   cfg = ntt.freeze(ntt.default_config())
   state = ntt.init(variables, cfg, rgb[0], np.asarray(box, np.float32))

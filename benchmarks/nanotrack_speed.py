@@ -34,12 +34,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / 'shared'
 
 
-def _first_box(seq_dir):
-  line = (seq_dir / 'groundtruth_rect.txt').read_text().splitlines()[0]
-  x, y, w, h = (float(v) for v in line.replace('\t', ',').replace(' ', ',').split(',') if v)
-  return (int(round(x - 1)), int(round(y - 1)), int(round(w)), int(round(h)))  # 1-based GT
-
-
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--sequence', default=str(SHARED / 'data' / 'otb_sample' / 'MotorRolling'))
@@ -50,14 +44,13 @@ def main():
   args = ap.parse_args()
 
   seq = pathlib.Path(args.sequence)
-  paths = sorted((seq / 'img').glob('*.jpg'))
+  paths, box = common.otb_sequence(seq)
   if args.frames:
     paths = paths[:args.frames]
   if len(paths) < 2:
     raise SystemExit(f'{seq}: need at least 2 frames, found {len(paths)}')
   bgr = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths]
   rgb = [np.ascontiguousarray(f[..., ::-1]) for f in bgr]
-  box = _first_box(seq)
   weights = pathlib.Path(args.weights)
   onnx = find_onnx(weights, args.version)
 
