@@ -1,41 +1,46 @@
-"""Evaluates a DuML checkpoint (or scores existing result files) on a benchmark.
+"""Evaluates a tracker (or scores existing result files) on a benchmark.
 
   python evaluate.py --benchmark=otb --dataset_dir=../shared/data/otb_sample \
       --output_dir=/tmp/eval --checkpoint=WORKDIR [--config=configs/duml.py:tiny]
+  python evaluate.py --config=configs/duml_nano.py:nanotrack --benchmark=otb \
+      --dataset_dir=../shared/data/otb_sample --output_dir=/tmp/nano --baselines=cv2_nano
+  python evaluate.py --config=configs/duml_nano.py:duml_nano,mu=0.8 --checkpoint=META_WORKDIR \
+      --benchmark=otb --dataset_dir=../shared/data/otb_sample --output_dir=/tmp/nano
   python evaluate.py --benchmark=vot2018 --dataset_dir=VOT2018 --output_dir=OUT --score_only
   python evaluate.py --video=clip.mp4 --init_box=x,y,w,h --output_dir=OUT --checkpoint=WORKDIR
 
-`--checkpoint` is a train.py workdir (its latest checkpoint and the config
-saved beside it are used; `--config` overrides the config, e.g. to
-evaluate another fusion weight with `--config.tracking.mu=0.7`).
-Without `--checkpoint` the model is randomly initialised (a smoke test, not
-a tracker). Results go to OUT/<tracker_name>/ in the benchmark's own format,
-with OUT/report.json, a printed table and success/precision plots.
+DuML: `--checkpoint` is a train.py workdir (its latest checkpoint and the
+config saved beside it are used; `--config` overrides the config, e.g. to
+evaluate another fusion weight with `--config.tracking.mu=0.7`). Without
+`--checkpoint` the model is randomly initialised (a smoke test, not a
+tracker). NanoTrack / DuML-nano (`configs/duml_nano.py`: nanotrack,
+duml_nano, onr): pretrained NanoTrack weights (`config.model.weights`);
+`--checkpoint` is a `python -m duml_jax.training.meta_nano` workdir of the
+online pieces (a meta_nano workdir alone implies `configs/duml_nano.py`).
+Results go to OUT/<tracker_name>/ in the benchmark's own format, with
+OUT/report.json, a printed table and success/precision plots.
 """
 import os
 
 from absl import app
 from absl import flags
-from absl import logging
-import jax
 import numpy as np
 from ml_collections import config_flags
 
-from duml_jax import config_lib
+from configs import duml_nano as duml_nano_config
+from duml_jax.evaluation import baselines
 from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import nano
 from duml_jax.evaluation import video as video_lib
 from duml_jax.evaluation import writers
-from duml_jax.models import duml as duml_lib
-from duml_jax.tracking import adapter
-from duml_jax.tracking import tracker as tracker_lib
-from duml_jax.training import trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config (default: the checkpoint's).",
                                           lock_config=True)
 _BENCHMARK = flags.DEFINE_enum("benchmark", None, sorted(evaluate_lib.BENCHMARKS), "Benchmark.")
 _DATASET = flags.DEFINE_string("dataset_dir", None, "The benchmark's folder.")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where results, report.json and plots go.")
-_CKPT = flags.DEFINE_string("checkpoint", None, "A train.py workdir.")
+_CKPT = flags.DEFINE_string("checkpoint", None,
+                            "A train.py workdir (DuML) or a meta_nano workdir (DuML-nano).")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
 _SCORE_ONLY = flags.DEFINE_bool("score_only", False, "Score result files already in output_dir.")
 _TRACKERS = flags.DEFINE_list("trackers", [], "--score_only: tracker folders (default: all).")
@@ -43,24 +48,20 @@ _SEQUENCES = flags.DEFINE_list("sequences", [], "Only these sequences.")
 _BATCH = flags.DEFINE_integer("batch_sequences", 1, "Sequences tracked at once (jax.vmap).")
 _SPLIT = flags.DEFINE_string("split", None, "got10k: val (default) | test; lasot/trackingnet too.")
 _NAME = flags.DEFINE_string("tracker_name", None, "Result folder name (default from config).")
-_BASELINES = flags.DEFINE_list("baselines", [], "Also run: keep_first, mil.")
+_BASELINES = flags.DEFINE_list("baselines", [],
+                               f"Also run: {', '.join(baselines.NAMES)} (cv2.TrackerNano).")
 _PROTOCOL = flags.DEFINE_enum("protocol", None, ["vot"], "Run the VOT re-init protocol instead.")
 _VIDEO = flags.DEFINE_string("video", None, "Video mode: a video file or a folder of frames.")
 _INIT_BOX = flags.DEFINE_list("init_box", None, "Video mode: x,y,w,h of the target in frame 1.")
 
 
-def _model_and_variables():
-  if _CKPT.value:
-    variables, config = trainer.restore_variables(_CKPT.value, _STEP.value, _CONFIG.value)
-  elif _CONFIG.value is not None:
-    config = _CONFIG.value
-    logging.warning("no --checkpoint: evaluating a randomly initialised model")
-    model = duml_lib.build_model(config.model)
-    variables = duml_lib.init_variables(model, jax.random.PRNGKey(config.seed),
-                                        config.model.exemplar_size, config.model.search_size)
-  else:
-    raise app.UsageError("give --checkpoint (a train.py workdir) and/or --config")
-  return config_lib.validate(config), variables
+def _config_and_variables():
+  config = _CONFIG.value
+  if config is None and _CKPT.value and nano.is_online_workdir(_CKPT.value):
+    config = duml_nano_config.get_config("duml_nano")   # a meta_nano workdir
+  if config is None and not _CKPT.value:
+    raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
+  return evaluate_lib.config_and_variables(config, _CKPT.value, _STEP.value)
 
 
 def main(argv):
@@ -71,12 +72,12 @@ def main(argv):
   if _VIDEO.value:
     if not _INIT_BOX.value or len(_INIT_BOX.value) != 4:
       raise app.UsageError("--video needs --init_box=x,y,w,h")
-    config, variables = _model_and_variables()
-    trk = adapter.DuMLTracker(duml_lib.build_model(config.model), variables,
-                              tracker_lib.tracking_params(config))
+    config, variables = _config_and_variables()
+    trk = evaluate_lib.make_single_tracker(config, variables, _NAME.value)
     os.makedirs(_OUTPUT.value, exist_ok=True)
+    suffix = "_nano" if nano.is_nano(config) else "_duml"
     out = os.path.join(_OUTPUT.value, os.path.splitext(os.path.basename(
-        _VIDEO.value.rstrip("/")))[0] + "_duml.mp4")
+        _VIDEO.value.rstrip("/")))[0] + suffix + ".mp4")
     boxes = video_lib.track_video(trk, _VIDEO.value, np.asarray(_INIT_BOX.value, float), out)
     np.savetxt(out[:-4] + ".txt", boxes, fmt="%.2f", delimiter=",")
     print(f"tracked {len(boxes)} frames -> {out}")
@@ -89,7 +90,7 @@ def main(argv):
                                      _TRACKERS.value, split=_SPLIT.value, sequences=seqs,
                                      protocol=_PROTOCOL.value)
   else:
-    config, variables = _model_and_variables()
+    config, variables = _config_and_variables()
     report = evaluate_lib.evaluate_model(
         config, variables, _BENCHMARK.value, _DATASET.value, _OUTPUT.value, split=_SPLIT.value,
         sequences=seqs, batch_sequences=_BATCH.value, name=_NAME.value,

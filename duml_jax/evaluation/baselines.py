@@ -5,11 +5,17 @@
 * `OpenCVTracker`: a simple tracker (``init(frame, box)``, ``update(frame)``)
   around an OpenCV tracker; `opencv_mil` and `opencv_nano` wrap it in a
   `runner.SequentialAdapter`. OpenCV takes BGR frames and integer boxes.
+
+`make(name, ...)` builds one by its evaluate.py name (`NAMES`).
 """
 import cv2
 import numpy as np
 
+from duml_jax.convert import nanotrack as nano_convert
 from duml_jax.evaluation import runner
+
+# evaluate.py --baselines names.
+NAMES = ("keep_first", "mil", "cv2_nano")
 
 
 class KeepFirstBox:
@@ -88,3 +94,23 @@ def opencv_nano(backbone_onnx, head_onnx, batch_size=1, name="NanoTrack"):
 
   return runner.SequentialAdapter(lambda: OpenCVTracker(create), batch_size,
                                   name)
+
+
+def make(name, batch_size=1, nanotrack_weights=None, nanotrack_version="v2"):
+  """The baseline `name` (one of `NAMES`) as a `BatchTracker` of `batch_size` lanes.
+
+  Args:
+    nanotrack_weights: for 'cv2_nano', the folder holding NanoTrack's ONNX graphs
+      (default `duml_jax.convert.nanotrack.default_weights_dir()`).
+    nanotrack_version: for 'cv2_nano', which graphs ('v1' | 'v2').
+  """
+  if name == "keep_first":
+    return KeepFirstBox(batch_size)
+  if name == "mil":
+    return opencv_mil(batch_size)
+  if name == "cv2_nano":
+    folder = nanotrack_weights or nano_convert.default_weights_dir()
+    onnx = nano_convert.find_onnx(folder, nanotrack_version)
+    return opencv_nano(onnx["backbone"], onnx["head"], batch_size,
+                       name=f"NanoTrack-cv2-{nanotrack_version}")
+  raise ValueError(f"unknown baseline {name!r}; known: {', '.join(NAMES)}")

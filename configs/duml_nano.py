@@ -1,0 +1,96 @@
+"""NanoTrack and DuML-nano configs for evaluate.py (pretrained NanoTrack weights, real video).
+
+Use as ``--config=configs/duml_nano.py:ARG`` where ARG is a comma-separated
+list: an optional preset first, then ``key=value`` overrides:
+
+  nanotrack                 NanoTrack alone, the JAX tracker reproducing cv2.TrackerNano
+  duml_nano (default)       NanoTrack offline branch + DuML's ONR online branch, fusion
+                            with mu 0.8 (Eq. 1), score voting (Eq. 4-5), DuML's memory and
+                            update schedule (docs/duml_nano.md)
+  onr                       DuML-nano with mu = 1: the online branch localises alone (the
+                            box is NanoTrack's decoded box at the online peak)
+  duml_nano,mu=0.5          fusion weight
+  duml_nano,voting=0        score voting off
+  duml_nano,online_params=/tmp/duml_nano_meta   meta-trained online pieces (a
+                            `python -m duml_jax.training.meta_nano --workdir=...` folder;
+                            evaluate.py's --checkpoint sets the same key)
+  nanotrack,version=v1      NanoTrack v1 weights (v1 | v2)
+
+Keys: ``mu``, ``voting`` (duml_nano / onr only), ``online_params`` (duml_nano /
+onr only), ``version``, ``weights``. Every other field with
+``--config.SECTION.KEY=VALUE`` (e.g. ``--config.tracking.nanotrack.
+window_influence=0.4``); unknown keys fail naming the key.
+
+``model.weights`` is a folder of NanoTrack weights (the original ONNX graphs,
+a converted folder, or a ``.pth``; `duml_jax.convert.nanotrack.load_nanotrack`),
+by default ``../shared/weights/nanotrack`` beside the repository. With
+``model.online_params`` empty, DuML-nano's online pieces start from their
+closed form / identity ("init" in benchmarks/RESULTS.md).
+
+NanoTrack's tracking hyper-parameters (``tracking.nanotrack``) are
+``cv2.TrackerNano``'s and the same on every benchmark: evaluate.py's
+per-benchmark overrides (``tracking.benchmarks`` of configs/duml.py) do not
+apply to these configs.
+"""
+import ml_collections
+
+from duml_jax import config_args
+from duml_jax.convert import nanotrack as nano_convert
+from duml_jax.models import nanotrack as nt
+from duml_jax.tracking import duml_nano_tracker as dnt
+from duml_jax.tracking import nanotrack_tracker as ntt
+
+PRESETS = ("nanotrack", "duml_nano", "onr")
+
+
+def get_config(arg=None):
+  """Returns the config for `arg` (see module docstring)."""
+  preset, overrides = config_args.parse(arg, "duml_nano", PRESETS)
+  c = ml_collections.ConfigDict()
+  c.name = preset
+  c.tracker = "nanotrack" if preset == "nanotrack" else "duml_nano"
+  c.seed = 0                         # rng of the online pieces' start (only shapes draw it)
+  c.model = ml_collections.ConfigDict()   # the version is tracking.nanotrack.version
+  c.model.weights = str(nano_convert.default_weights_dir())
+  if preset == "nanotrack":
+    c.tracking = ml_collections.ConfigDict({"nanotrack": ntt.default_config()})
+  else:
+    c.model.online_params = ""      # meta_nano workdir (online_params.npz); "" = closed form
+    c.tracking = dnt.default_config()
+    if preset == "onr":
+      c.tracking.mu = 1.0
+  for key, value in overrides:
+    _apply_override(c, key, value, arg or preset)
+  c.lock()
+  return c
+
+
+_OVERRIDES = {
+    "mu": (("tracking",), "mu", float),
+    "voting": (("tracking",), "score_voting", config_args.as_bool),
+    "online_params": (("model",), "online_params", str),
+    "version": (("tracking", "nanotrack"), "version", str),
+    "weights": (("model",), "weights", str),
+}
+
+
+def _apply_override(c, key, value, arg):
+  if key not in _OVERRIDES:
+    raise ValueError(f"config arg {arg!r}: unknown key {key!r}; known keys: "
+                     f"{sorted(_OVERRIDES)} (other keys: --config.KEY=VALUE)")
+  path, field, cast = _OVERRIDES[key]
+  section = c
+  for name in path:
+    section = section[name]
+  if field not in section:
+    raise ValueError(f"config arg {arg!r}: key {key!r} does not apply to the "
+                     f"{c.name!r} preset (it has no online branch)")
+  try:
+    value = cast(value)
+  except ValueError as e:
+    raise ValueError(f"config arg {arg!r}: {key}={value!r}: {e}") from None
+  if key == "mu" and not 0. <= value <= 1.:
+    raise ValueError(f"config arg {arg!r}: mu={value} outside [0, 1]")
+  if key == "version" and value not in nt.VERSIONS:
+    raise ValueError(f"config arg {arg!r}: version={value!r}; allowed: {nt.VERSIONS}")
+  section[field] = value

@@ -1,0 +1,217 @@
+"""evaluate.py with NanoTrack / DuML-nano configs (`configs/duml_nano.py`).
+
+Config presets, overrides and their errors; the library path of evaluate.py
+(`evaluate_lib.config_and_variables` + `evaluate_model`) end to end on a
+2-sequence x 10-frame OTB-layout folder cut from the OTB sample: result files
+in OTB format, report with every tracker, the NanoTrack config's boxes equal
+to `nanotrack_tracker.NanoTracker`'s, cv2.TrackerNano as a baseline, DuML-nano
+with meta-trained online params from a checkpoint; the CLI. Tests needing the
+weights or frames skip (via `shared_dir` / `otb_sample`) when ../shared is absent.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from configs import duml_nano as nano_config
+from duml_jax.convert import nanotrack as nano_convert
+from duml_jax.data import benchmarks
+from duml_jax.data import frames as frames_lib
+from duml_jax.evaluation import baselines
+from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import nano
+from duml_jax.models import duml_nano as dn
+from duml_jax.tracking import nanotrack_tracker as ntt
+from duml_jax.training import meta_nano
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SEQS = ("Crossing", "MotorRolling")
+FRAMES = 10
+
+
+# ------------------------------------------------------------------- config ----
+
+
+def test_presets_and_overrides():
+  c = nano_config.get_config("nanotrack")
+  assert (c.tracker, c.tracking.nanotrack.version) == ("nanotrack", "v2")
+  assert "mu" not in c.tracking and "online_params" not in c.model
+  assert c.model.weights == str(nano_convert.default_weights_dir())
+  assert c.model.weights.endswith(os.path.join("shared", "weights", "nanotrack"))
+  assert os.path.isabs(c.model.weights)
+  d = nano_config.get_config(None)
+  assert (d.name, d.tracker, d.tracking.mu, d.tracking.score_voting) == (
+      "duml_nano", "duml_nano", 0.8, True)
+  assert d.model.online_params == ""
+  c = nano_config.get_config("duml_nano,mu=0.5,voting=0,version=v1,online_params=/x/meta")
+  assert (c.tracking.mu, c.tracking.score_voting, c.tracking.nanotrack.version,
+          c.model.online_params) == (0.5, False, "v1", "/x/meta")
+  assert nano_config.get_config("onr").tracking.mu == 1.0
+  assert nano_config.get_config("nanotrack,weights=/w").model.weights == "/w"
+  # The names say what runs.
+  assert nano.tracker_name(nano_config.get_config("nanotrack")) == "NanoTrack-JAX-v2"
+  assert evaluate_lib.tracker_name(nano_config.get_config("onr,voting=0")) == (
+      "DuMLnano-v2-init-mu1")
+  assert evaluate_lib.tracker_name(nano_config.get_config(
+      "duml_nano,online_params=/m")) == "DuMLnano-v2-meta-mu0.8-vote"
+
+
+@pytest.mark.parametrize("arg,match", [
+    ("duml_nano,mux=0.3", "unknown key 'mux'"),
+    ("nanotrack,mu=0.5", "'mu' does not apply to the 'nanotrack' preset"),
+    ("nanotrack,online_params=/m", "'online_params' does not apply"),
+    ("nanotrak", "unknown preset 'nanotrak'"),
+    ("duml_nano,mu=1.5", "mu=1.5 outside"),
+    ("duml_nano,mu=abc", "mu='abc'"),
+    ("duml_nano,version=v9", "version='v9'"),
+    ("duml_nano,onr", "'onr' must be key=value"),
+])
+def test_config_errors_name_the_key(arg, match):
+  with pytest.raises(ValueError, match=match):
+    nano_config.get_config(arg)
+
+
+def test_locked_config_and_bad_inputs_fail_clearly(tmp_path):
+  c = nano_config.get_config("duml_nano")
+  with pytest.raises(AttributeError, match="mux"):
+    c.tracking.mux = 0.3                      # --config.tracking.mux=... fails the same way
+  missing = tmp_path / "no_weights"
+  c = nano_config.get_config(f"nanotrack,weights={missing}")
+  with pytest.raises(FileNotFoundError, match=f"config.model.weights=.*{missing}"):
+    nano.load_variables(c)
+  with pytest.raises(ValueError, match="no online branch"):
+    evaluate_lib.config_and_variables(nano_config.get_config("nanotrack"), str(tmp_path))
+  with pytest.raises(ValueError, match="step=3"):
+    evaluate_lib.config_and_variables(nano_config.get_config("onr"), None, 3)
+  with pytest.raises(ValueError, match="disagree"):
+    nano.with_online_params(nano_config.get_config("onr,online_params=/a"), "/b")
+  with pytest.raises(ValueError, match="unknown baseline 'cv3_nano'"):
+    baselines.make("cv3_nano")
+  assert not nano.is_online_workdir(tmp_path)
+
+
+# ---------------------------------------------------------------- real data ----
+
+
+@pytest.fixture(scope="module")
+def weights(shared_dir):
+  d = shared_dir / "weights" / "nanotrack"
+  if not (d / "nanotrackv2_nanotrack_backbone_sim.onnx").is_file():
+    pytest.skip(f"{d}: NanoTrack weights not found")
+  return d
+
+
+@pytest.fixture(scope="module")
+def mini_otb(otb_sample, tmp_path_factory):
+  """An OTB-layout folder: the first FRAMES frames (symlinked) and boxes of SEQS."""
+  root = tmp_path_factory.mktemp("otb_mini")
+  for name in SEQS:
+    src = otb_sample / name
+    (root / name / "img").mkdir(parents=True)
+    for f in sorted((src / "img").glob("*.jpg"))[:FRAMES]:
+      os.symlink(f, root / name / "img" / f.name)
+    lines = (src / "groundtruth_rect.txt").read_text().splitlines()[:FRAMES]
+    (root / name / "groundtruth_rect.txt").write_text("\n".join(lines) + "\n")
+  return root
+
+
+def _results(out, tracker, seq):
+  """0-based [x, y, w, h] rows of an OTB result file (written 1-based)."""
+  rows = np.loadtxt(os.path.join(out, tracker, f"{seq}.txt"), delimiter=",", ndmin=2)
+  rows[:, :2] -= 1.
+  return rows
+
+
+def test_nanotrack_config_through_evaluate(mini_otb, weights, tmp_path):
+  out = str(tmp_path / "out")
+  config, variables = evaluate_lib.config_and_variables(
+      nano_config.get_config(f"nanotrack,weights={weights}"))
+  report = evaluate_lib.evaluate_model(config, variables, "otb", str(mini_otb), out,
+                                       baseline_names=("keep_first", "cv2_nano"))
+  name = "NanoTrack-JAX-v2"
+  assert set(report["trackers"]) == {name, "KeepFirstBox", "NanoTrack-cv2-v2"}
+  for t in report["trackers"].values():
+    assert set(t["sequences"]) == set(SEQS)
+    assert 0. <= t["success_auc"] <= 1.
+  assert os.path.exists(os.path.join(out, "report.json"))
+  assert os.path.exists(os.path.join(out, "success_plot.png"))
+  for seq in benchmarks.load_benchmark("otb", mini_otb):
+    ours = _results(out, name, seq.name)
+    assert ours.shape == (FRAMES, 4)
+    np.testing.assert_allclose(ours[0], seq.boxes[0], atol=1e-3)   # frame 0: the init box
+    # The same boxes as the tracker class run directly (to the files' 3 decimals).
+    ref = ntt.NanoTracker(variables)
+    frames = [frames_lib.read_frame(f) for f in seq.frames]
+    ref.init(frames[0], np.asarray(seq.boxes[0]))
+    direct = np.array([ref.update(f)[0] for f in frames[1:]])
+    np.testing.assert_allclose(ours[1:], direct, atol=6e-4)
+    # cv2.TrackerNano (int boxes) as the baseline: within a pixel of ours.
+    cv = _results(out, "NanoTrack-cv2-v2", seq.name)
+    assert np.abs(cv[1:] - ours[1:]).max() < 1. + 1e-3, seq.name
+
+
+def test_duml_nano_configs_with_a_meta_checkpoint(mini_otb, weights, tmp_path):
+  """DuML-nano (mu 0.8, voting) and ONR alone (onr) from a meta_nano workdir."""
+  meta = tmp_path / "meta"
+  meta.mkdir()
+  online = dn.init_online_params(dn.build("v2"), jax.random.PRNGKey(0))
+  online["residual_fns"]["filter_reg"] = online["residual_fns"]["filter_reg"] * 2.
+  meta_nano.save_online_params(meta, online)
+  assert nano.is_online_workdir(meta) and nano.is_online_workdir(meta / meta_nano.PARAMS_FILE)
+  out = str(tmp_path / "out")
+  names = []
+  for arg in ("duml_nano,mu=0.8", "onr"):
+    config, variables = evaluate_lib.config_and_variables(
+        nano_config.get_config(f"{arg},weights={weights}"), str(meta))
+    assert config.model.online_params == str(meta)
+    np.testing.assert_array_equal(variables["params"]["residual_fns"]["filter_reg"],
+                                  online["residual_fns"]["filter_reg"])     # loaded, not fresh
+    report = evaluate_lib.evaluate_model(config, variables, "otb", str(mini_otb), out,
+                                         sequences=["Crossing"], plot=False)
+    names.append(evaluate_lib.tracker_name(config))
+    assert names[-1] in report["trackers"]
+    rows = _results(out, names[-1], "Crossing")
+    assert rows.shape == (FRAMES, 4) and np.all(np.isfinite(rows))
+  assert names == ["DuMLnano-v2-meta-mu0.8-vote", "DuMLnano-v2-meta-mu1-vote"]
+  # The fused map moves the box: mu 0.8 and ONR alone do not track alike.
+  assert np.abs(_results(out, names[0], "Crossing") - _results(out, names[1], "Crossing")).max() > 0
+
+
+def test_meta_version_mismatch_fails(weights, tmp_path):
+  meta_nano.save_online_params(tmp_path, dn.init_online_params(dn.build("v2"),
+                                                               jax.random.PRNGKey(0)))
+  (tmp_path / meta_nano.LOG_FILE).write_text(json.dumps({"config": {"version": "v2"}}))
+  c = nano_config.get_config(f"duml_nano,version=v1,weights={weights},online_params={tmp_path}")
+  with pytest.raises(ValueError, match="meta-trained on NanoTrack v2"):
+    nano.load_variables(c)
+
+
+def test_cli(mini_otb, weights, tmp_path):
+  out = str(tmp_path / "cli")
+  cmd = [sys.executable, "evaluate.py", f"--config=configs/duml_nano.py:nanotrack,weights={weights}",
+         "--benchmark=otb", f"--dataset_dir={mini_otb}", f"--output_dir={out}",
+         "--sequences=Crossing", "--baselines=keep_first"]
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert "NanoTrack-JAX-v2" in res.stdout
+  report = json.load(open(os.path.join(out, "report.json")))
+  assert set(report["trackers"]) == {"NanoTrack-JAX-v2", "KeepFirstBox"}
+  # Video mode with the same config (a folder of frames).
+  seq = benchmarks.load_benchmark("otb", mini_otb, sequences=["Crossing"])[0]
+  box = ",".join(f"{v:g}" for v in seq.boxes[0])
+  vid = subprocess.run(cmd[:3] + [f"--video={mini_otb / 'Crossing' / 'img'}", f"--init_box={box}",
+                                  f"--output_dir={tmp_path / 'video'}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert vid.returncode == 0, vid.stderr[-3000:]
+  boxes = np.loadtxt(tmp_path / "video" / "img_nano.txt", delimiter=",")
+  assert boxes.shape == (FRAMES, 4)
+  np.testing.assert_allclose(boxes[1:], _results(out, "NanoTrack-JAX-v2", "Crossing")[1:],
+                             atol=6e-3)   # both written rounded (%.2f, %.3f)
+  bad = subprocess.run(cmd[:2] + ["--config=configs/duml_nano.py:nanotrack,bogus=1"] + cmd[3:],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+  assert bad.returncode != 0 and "unknown key 'bogus'" in bad.stderr
