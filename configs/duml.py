@@ -43,6 +43,8 @@ def _model_config():
   m.exemplar_size = 127
   m.search_size = 255
   m.stride = 8
+  m.template_cells = 8             # template cells fed to the offline heads (8 of 16: the
+                                   # target's extent at context 0.5); score map = grid - this + 1
   m.anchor_ratios = (0.33, 0.5, 1.0, 2.0, 3.0)   # for the "-5s" forms
   m.anchor_scales = (8.0,)
   on = ml_collections.ConfigDict()
@@ -269,6 +271,7 @@ _OVERRIDES = {
     "online": ("model", "online", str),
     "backbone": ("model", "backbone", str),
     "dtype": ("model", "dtype", str),
+    "template_cells": ("model", "template_cells", int),
     "mu": ("tracking", "mu", float),
     "voting": ("tracking", "score_voting", lambda v: v.lower() in ("1", "true", "yes", "on")),
     "assigner": ("loss", "ofc_assigner", str),

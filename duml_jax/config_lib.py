@@ -67,6 +67,10 @@ def validate(c):
     raise ValueError(f"loss.ofr_loss={c.loss.ofr_loss!r}; allowed: FC_PR, FC_RG")
   if m.online_cfg.filter_size % 2 != 1:
     raise ValueError(f"model.online_cfg.filter_size={m.online_cfg.filter_size} must be odd")
+  t = template_cells(m)
+  if t < 4 or t % 2 or t > m.exemplar_size // m.stride + 1:
+    raise ValueError(f"model.template_cells={t} must be even, >= 4 and at most the template "
+                     f"grid ({m.exemplar_size // m.stride + 1} cells)")
   if (m.search_size - m.exemplar_size) % m.stride:
     raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
   return c
@@ -78,6 +82,16 @@ def online_grid(model_config, search_size=None):
   return s // model_config.stride + 1
 
 
+def template_cells(model_config):
+  """Template cells fed to the offline heads: `model.template_cells`, 8 (the paper's
+  geometry) for configs saved before the key existed."""
+  return int(model_config.get("template_cells", 8))
+
+
 def score_size(model_config, search_size=None):
-  """Side of the score maps: 25 for a 255 search, 33 for 319 (see `models/neck.py`)."""
-  return online_grid(model_config, search_size) - 7
+  """Side of the score maps: 25 for a 255 search, 33 for 319 (see `models/neck.py`).
+
+  The heads' 3x3 valid convolutions take the search grid G to G - 2 and the
+  template crop T to T - 2, so the cross-correlation gives G - T + 1 cells.
+  """
+  return online_grid(model_config, search_size) - template_cells(model_config) + 1

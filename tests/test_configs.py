@@ -58,6 +58,8 @@ def test_derived_values_follow_overrides():
     ("paper,offline=none,online=none", "both 'none'"),
     ("paper,offline=OFC-3s", "model.offline"),
     ("paper,online=ONX", "model.online"),
+    ("tiny,template_cells=5", "model.template_cells"),
+    ("tiny,template_cells=10", "model.template_cells"),
     ("paper,backbone=vgg", "model.backbone"),
     ("paper,mu=1.5", "tracking.mu"),
     ("paper,assigner=topk", "loss.ofc_assigner"),

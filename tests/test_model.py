@@ -70,6 +70,28 @@ def test_resnet50_paper_model_shapes_and_parameter_count():
   assert n > nb
 
 
+@pytest.mark.parametrize("cells", [4, 6, 8])
+def test_template_cells_set_the_score_grid_and_keep_both_branches_aligned(cells):
+  """model.template_cells T: a 63/127 crop pair (8 / 16 feature cells) gives 16 - T + 1 score
+  cells; the online window starts at cell T / 2 and sits within one pixel of the offline
+  anchors (the paper geometry, T = 8 of 16, has the same one-pixel offset)."""
+  m = _tiny("OFC-5s", "ONR", template_cells=cells)
+  v = jax.eval_shape(lambda: duml.init_variables(m, jax.random.PRNGKey(0), 63, 127))
+  out = jax.eval_shape(lambda v, z, x: m.apply(v, z, x), v,
+                       jax.ShapeDtypeStruct((1, 63, 63, 3), jnp.float32),
+                       jax.ShapeDtypeStruct((1, 127, 127, 3), jnp.float32))
+  s = 16 - cells + 1
+  assert out["score"].shape == (1, s, s, 5) and out["online"].shape == (1, s, s, 1)
+  c = duml_config.get_config("tiny")
+  c.model.template_cells = cells
+  assert config_lib.score_size(c.model) == s
+  from duml_jax.training import objectives   # pylint: disable=g-import-not-at-top
+  offline = np.asarray(objectives.offline_anchors(c.model, 1))[0, :, 0, 0]
+  online = np.asarray(objectives.online_anchors(c.model, 1, s))[0, :, 0, 0]
+  np.testing.assert_allclose(online, 8. * (np.arange(s) + m.online_crop) + 0.5)
+  assert np.max(np.abs(online - offline)) <= 1.0 and offline[s // 2] == 63.5
+
+
 def test_search_319_gives_33x33_maps():
   m = _tiny("OFC-5s", "ONR")
   v = jax.eval_shape(lambda: duml.init_variables(m, jax.random.PRNGKey(0)))

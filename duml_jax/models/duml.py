@@ -46,8 +46,8 @@ from duml_jax.models import heads
 from duml_jax.models import neck as neck_lib
 from duml_jax.models import online as online_lib
 
-TEMPLATE_CELLS = 8       # template crop (cells) fed to the offline heads
-ONLINE_CROP = 4          # first cell of the online window aligned with the 25x25 grid
+TEMPLATE_CELLS = 8       # template crop (cells) fed to the offline heads (paper geometry)
+ONLINE_CROP = TEMPLATE_CELLS // 2   # first cell of the online window aligned with the 25x25 grid
 
 
 # The online branch's hyper-parameters (re-exported for users of this module).
@@ -65,6 +65,9 @@ class DuML(nn.Module):
   stride: int = 8
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32   # compute dtype (config `model.dtype`); params stay float32
+  # Template cells fed to the offline heads (config `model.template_cells`): 8 of the 16
+  # cells of a 127 template, the target's extent with context 0.5 (paper geometry).
+  template_cells: int = TEMPLATE_CELLS
 
   # -- derived -------------------------------------------------------------
   @property
@@ -78,6 +81,11 @@ class DuML(nn.Module):
   @property
   def a_box(self):
     return max(self.a_off, self.a_on)
+
+  @property
+  def online_crop(self):
+    """First cell of the online window that lines up with the offline score grid."""
+    return self.template_cells // 2
 
   def setup(self):
     self.backbone = backbone_lib.build_backbone(
@@ -109,7 +117,7 @@ class DuML(nn.Module):
     training mode separately, for the frozen-backbone epochs.
     """
     f = self._features(z, train, backbone_train)
-    out = {"offline": neck_lib.crop_template(f, TEMPLATE_CELLS), "online": None}
+    out = {"offline": neck_lib.crop_template(f, self.template_cells), "online": None}
     if self.a_on:
       out["online"] = self.online_features(f)
     return out
@@ -158,7 +166,7 @@ class DuML(nn.Module):
       grid = xf["online"].shape[-2]
       centre = jnp.full(x.shape[:1] + (2,), (grid - 1) / 2., jnp.float32)
       self.residual_maps(centre, grid)   # creates the residual parameters
-      out["online"] = online_lib.online_scores(filt, xf["online"], ONLINE_CROP)
+      out["online"] = online_lib.online_scores(filt, xf["online"], self.online_crop)
     return out
 
   def forward_sequence(self, support_z, support_x, support_centres, query_x,
@@ -227,7 +235,7 @@ class DuML(nn.Module):
 
     def scores(fs, xq):   # (T+1,...), (Q,G,G,D) -> (T+1,Q,25,25,A)
       return jax.vmap(lambda f: online_lib.online_scores(
-          jnp.broadcast_to(f, (q,) + f.shape), xq, ONLINE_CROP))(fs)
+          jnp.broadcast_to(f, (q,) + f.shape), xq, self.online_crop))(fs)
     out["online"] = jax.vmap(scores)(filters, qo)
     return out
 
@@ -255,7 +263,8 @@ def build_model(model_config, axis_name: Optional[str] = None) -> DuML:
               num_ratios=len(model_config.anchor_ratios), online_spec=spec,
               frozen_bn=model_config.frozen_bn, stride=model_config.stride,
               axis_name=axis_name,
-              dtype=jnp.dtype(config_lib.compute_dtype_name(model_config)))
+              dtype=jnp.dtype(config_lib.compute_dtype_name(model_config)),
+              template_cells=config_lib.template_cells(model_config))
 
 
 def init_variables(model: DuML, rng, exemplar_size=127, search_size=255):

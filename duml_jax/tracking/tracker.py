@@ -375,7 +375,7 @@ def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fr
   heads = model.apply(variables, zf, xf, method=DuML.offline_heads)
   raw = None
   if model.a_on:
-    raw = online_lib.online_scores(state.filter[None], xf["online"], duml_lib.ONLINE_CROP)[0]
+    raw = online_lib.online_scores(state.filter[None], xf["online"], model.online_crop)[0]
   target_wh = state.size * scale_z
   box_crop, lr, score = localise(model, tcfg, heads, raw, target_wh)
   centre, size = postprocess.update_target(state.centre, state.size, box_crop, scale_z, lr,

@@ -120,7 +120,7 @@ def online_loss(config, scores, query_box):
   """
   m = config.model
   s = scores.shape[-2]
-  first = m.stride * 4 + 0.5
+  first = m.stride * (config_lib.template_cells(m) // 2) + 0.5   # online window cell 0
   if m.online == "ONR":
     lbl = jax.vmap(jax.vmap(lambda b: labels_lib.onr_label(b, s, m.stride, first,
                                                            m.online_cfg.label_sigma)))(query_box)
