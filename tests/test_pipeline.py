@@ -62,6 +62,38 @@ def test_target_centre_is_crop_centre_plus_shift():
     assert all(0.82 - 1e-9 <= s <= 1.18 + 1e-9 for s in params.scale)
 
 
+def test_zoom_scales_both_axes_by_one_log_uniform_factor():
+  """search_aug.zoom: the window's two scales share one factor exp(U(-zoom, zoom)); zoom 0
+  draws nothing extra (the pysot stream), and the crop box follows the drawn window."""
+  aug = dict(NO_AUG, scale=0.0, zoom=0.4)
+  logs = []
+  for k in range(400):
+    p = augment.sample_crop_params(np.random.default_rng(k), aug)
+    assert p.scale[0] == p.scale[1]
+    logs.append(np.log(p.scale[0]))
+  logs = np.array(logs)
+  assert logs.min() >= -0.4 - 1e-9 and logs.max() <= 0.4 + 1e-9
+  assert abs(logs.mean()) < 0.04 and abs(logs.std() - 0.4 / np.sqrt(3.)) < 0.03
+  # With both jitters the per-axis ratio keeps pysot's range and the zoom multiplies both.
+  both = augment.sample_crop_params(np.random.default_rng(3), dict(NO_AUG, scale=0.18, zoom=0.4))
+  rng = np.random.default_rng(3)
+  rng.uniform(-1.0, 1.0, 2)
+  u = rng.uniform(-1.0, 1.0, 2)
+  np.testing.assert_allclose(both.scale, (1 + 0.18 * u) * np.exp(rng.uniform(-0.4, 0.4)))
+  # zoom 0 (and configs saved without the key) leave the random stream unchanged.
+  plain = dict(NO_AUG, scale=0.18, zoom=0.0)
+  no_key = {k: v for k, v in plain.items() if k != "zoom"}
+  a = augment.sample_crop_params(np.random.default_rng(5), plain)
+  b = augment.sample_crop_params(np.random.default_rng(5), no_key)
+  assert a == b
+  box = (40.0, 30.0, 20.0, 30.0)
+  frame = np.zeros((120, 160, 3), np.uint8)
+  _, out_box, params = augment.crop_and_augment(np.random.default_rng(9), frame, box, 127,
+                                                60.0, dict(NO_AUG, zoom=0.4))
+  np.testing.assert_allclose(out_box[2:], np.array(box[2:]) * 127 / (60.0 * params.scale[0]),
+                             rtol=1e-5)
+
+
 def test_unaugmented_crops_follow_siamrpn_scale():
   """No augmentation: the target keeps its size times 127 / s_z in both crops."""
   box = (40.0, 30.0, 30.0, 20.0)

@@ -33,17 +33,19 @@ _PCA_EIGVEC = np.array([[-0.5675, 0.7192, 0.4009],
 
 def template_aug_defaults():
   """pysot template augmentation (anchors.md 2.7) plus DiMP's grayscale p."""
-  return dict(shift=4.0, scale=0.05, blur=0.0, flip=0.0, color=1.0, color_std=0.1,
+  return dict(shift=4.0, scale=0.05, zoom=0.0, blur=0.0, flip=0.0, color=1.0, color_std=0.1,
               gray=0.05, brightness=0.0)
 
 
 def search_aug_defaults():
   """pysot 8-GPU search augmentation (anchors.md 2.7) plus DiMP's grayscale p."""
-  return dict(shift=64.0, scale=0.18, blur=0.2, flip=0.0, color=1.0, color_std=0.1,
-              gray=0.05, brightness=0.0)
+  return dict(shift=64.0, scale=0.18, zoom=0.0, blur=0.2, flip=0.0, color=1.0,
+              color_std=0.1, gray=0.05, brightness=0.0)
 
 
 AUG_KEYS = frozenset(template_aug_defaults())
+# Keys that configs saved before they existed may lack (their default then applies).
+OPTIONAL_AUG_KEYS = frozenset({"zoom"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,9 +106,20 @@ def warp_crop(frame, matrix, out_size, pad_value=None):
 
 
 def sample_crop_params(rng, aug):
-  """Draws shift, per-axis scale and flip from an augmentation dict."""
+  """Draws shift, scale and flip from an augmentation dict.
+
+  The window's scale per axis is ``(1 + u_a * aug['scale']) * exp(v * aug['zoom'])`` with
+  u_x, u_y, v uniform in [-1, 1]: pysot's independent per-axis jitter (which also changes
+  the target's aspect in the crop) times an optional common log-uniform zoom (the target's
+  size alone, what a tracker whose size estimate is off sees). With zoom 0 no v is drawn,
+  so the random stream is pysot's.
+  """
   shift = tuple(rng.uniform(-1.0, 1.0, 2) * float(aug["shift"]))
-  scale = tuple(1.0 + rng.uniform(-1.0, 1.0, 2) * float(aug["scale"]))
+  scale = 1.0 + rng.uniform(-1.0, 1.0, 2) * float(aug["scale"])
+  zoom = float(aug.get("zoom", 0.0))
+  if zoom > 0:
+    scale = scale * np.exp(rng.uniform(-zoom, zoom))
+  scale = tuple(float(v) for v in scale)
   flip = bool(rng.random() < float(aug["flip"]))
   return CropParams(shift=shift, scale=scale, flip=flip)
 
@@ -165,7 +178,7 @@ def crop_and_augment(rng, frame, box, out_size, region_size, aug, pad_value=None
   Returns:
     (crop (out, out, 3) uint8, box (4,) float32 xywh in crop coords, CropParams).
   """
-  missing = AUG_KEYS - set(aug)
+  missing = AUG_KEYS - OPTIONAL_AUG_KEYS - set(aug)
   if missing:
     raise KeyError(f"augmentation config lacks keys {sorted(missing)}")
   params = sample_crop_params(rng, aug)
