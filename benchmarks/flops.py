@@ -46,7 +46,7 @@ from duml_jax.training import objectives  # noqa: E402
 
 DuML = duml_lib.DuML
 _ARCH = {"resnet50": ((3, 4, 6, 3), 4, 64, 64), "resnet18": ((2, 2, 2, 2), 1, 64, 64),
-         "tiny": ((1, 1, 1, 1), 1, 8, 16)}
+         "tiny": ((1, 1, 1, 1), 1, 16, 16)}
 
 
 def _conv_out(n, k, s, p):
@@ -123,7 +123,7 @@ def main(argv=None):
     xf = model.apply(v, x, method=DuML.search)
     out = model.apply(v, {"offline": z_off}, xf, method=DuML.offline_heads)
     if model.a_on:
-      out["online"] = online_lib.online_scores(filt, xf["online"], duml_lib.ONLINE_CROP)
+      out["online"] = online_lib.online_scores(filt, xf["online"], model.online_crop)
     return out
   zf = jax.eval_shape(lambda v, z: model.apply(v, z, method=DuML.template), variables,
                       f32(1, zs, zs, 3))
