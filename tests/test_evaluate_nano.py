@@ -92,6 +92,10 @@ def test_locked_config_and_bad_inputs_fail_clearly(tmp_path):
   with pytest.raises(ValueError, match="unknown baseline 'cv3_nano'"):
     baselines.make("cv3_nano")
   assert not nano.is_online_workdir(tmp_path)
+  c = nano_config.get_config("nanotrack")
+  c.tracker = "nanotrak"                    # e.g. --config.tracker=nanotrak
+  with pytest.raises(ValueError, match="config.tracker='nanotrak'"):
+    evaluate_lib.make_tracker(c, {})
 
 
 # ---------------------------------------------------------------- real data ----
