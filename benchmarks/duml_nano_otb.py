@@ -1,68 +1,43 @@
-"""DuML-nano on real video: NanoTrack alone vs + DuML's online branch, on the OTB sample.
+"""DuML-nano on real video: NanoTrack alone vs + DuML's online branch, through evaluate.py.
 
-Runs through the evaluation runner (`runner.evaluate`, OTB one-pass
-protocol; report.json, success/precision plots in --out_dir) and prints a
-markdown table. Trackers:
+Runs every variant of the comparison with evaluate.py's library (the same
+calls as the commands below), into one output folder, then scores all of
+them together (`evaluate_lib.score_only`: report.json, success/precision
+plots) and prints a markdown table:
 
-  NanoTrack-cv2            cv2.TrackerNano (v2 ONNX), `baselines.opencv_nano`
-  NanoTrack-JAX            `nanotrack_tracker.NanoTracker` (OpenCV config)
-  <init|meta>-mu<m>[-vote] DuML-nano: online pieces at their closed-form /
-                           identity start ('init') or meta-trained ('meta',
-                           from --meta_workdir); mu = 1 is ONR alone (box
-                           from NanoTrack's decoded boxes at the online peak)
+  python evaluate.py --config=configs/duml_nano.py:nanotrack --baselines=cv2_nano \\
+      --benchmark=otb --dataset_dir=OTB --output_dir=OUT
+  python evaluate.py --config=configs/duml_nano.py:ARG [--checkpoint=META] \\
+      --benchmark=otb --dataset_dir=OTB --output_dir=OUT        # for each ARG of VARIANTS
+  python evaluate.py --benchmark=otb --dataset_dir=OTB --output_dir=OUT --score_only
 
-The OTB sample is the evaluation set: nothing here is tuned on it (the
-tracking hyper-parameters are cv2.TrackerNano's and the paper's).
+Trackers: NanoTrack-cv2-v2 (cv2.TrackerNano, int boxes), NanoTrack-JAX-v2,
+DuMLnano-v2-<init|meta>-mu<m>[-vote]: online pieces at their closed-form /
+identity start ('init') or meta-trained ('meta', from --meta_workdir); mu 1
+is ONR alone (`configs/duml_nano.py:onr`). mu 0 ignores the online branch,
+so it runs once ('init'). The OTB sample is the evaluation set: nothing here
+is tuned on it (tracking hyper-parameters are cv2.TrackerNano's and the paper's).
 
-  PYTHONPATH=. python benchmarks/duml_nano_otb.py --meta_workdir=/tmp/duml_nano_meta \
-      --out_dir=/tmp/duml_nano_otb
+  python benchmarks/duml_nano_otb.py --meta_workdir=/tmp/duml_nano_meta --out_dir=/tmp/duml_nano_otb
 """
 import argparse
-import json
-import pathlib
+import os
 import sys
 import time
 
-import jax
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import duml_nano as nano_config  # noqa: E402  pylint: disable=g-import-not-at-top
+from duml_jax.convert import nanotrack as nano_convert  # noqa: E402
+from duml_jax.evaluation import evaluate_lib  # noqa: E402
 
-from duml_jax.convert.nanotrack import load_nanotrack
-from duml_jax.data import benchmarks
-from duml_jax.evaluation import baselines
-from duml_jax.evaluation import runner
-from duml_jax.models import duml_nano as dn
-from duml_jax.tracking import duml_nano_tracker as dnt
-from duml_jax.tracking import nanotrack_tracker as ntt
-from duml_jax.training import meta_nano
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-MUS = (0.0, 0.2, 0.5, 0.8, 1.0)
-
-
-def trackers(weights, meta_workdir=None, mus=MUS, voting_off_mu=0.8):
-  """The compared `BatchTracker`s (see the module docstring)."""
-  nano = load_nanotrack(weights, "v2")
-  out = [baselines.opencv_nano(weights / "nanotrackv2_nanotrack_backbone_sim.onnx",
-                               weights / "nanotrackv2_nanotrack_head_sim.onnx",
-                               name="NanoTrack-cv2"),
-         runner.SequentialAdapter(lambda: ntt.NanoTracker(nano), 1, "NanoTrack-JAX")]
-  model = dn.build("v2")
-  variants = {"init": dn.init_online_params(model, jax.random.PRNGKey(0))}
-  if meta_workdir:
-    variants["meta"] = meta_nano.load_online_params(meta_workdir)
-  cfg = dnt.default_config()
-  for tag, online in variants.items():
-    variables = dn.from_nanotrack(nano, online)
-    runs = [(mu, True) for mu in mus] + [(voting_off_mu, False)]
-    if tag == "init":   # mu = 0 ignores the online branch: one run is enough
-      runs = [(mu, v) for mu, v in runs if mu > 0]
-    for mu, vote in runs:
-      p = dnt.params(cfg, mu=mu, score_voting=vote)
-      name = f"DuMLnano-{tag}-mu{mu:g}" + ("-vote" if vote else "")
-      out.append(runner.SequentialAdapter(
-          lambda variables=variables, p=p, name=name: dnt.DuMLNanoTracker(
-              model, variables, p, name), 1, name))
-  return out
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OTB = os.path.join(os.path.dirname(REPO), "shared", "data", "otb_sample")
+# (config arg, use the meta-trained online params if given)
+VARIANTS = (
+    [("duml_nano,mu=0", False)]
+    + [(f"duml_nano,mu={mu}", meta) for meta in (False, True) for mu in (0.2, 0.5, 0.8)]
+    + [("onr", False), ("onr", True), ("duml_nano,mu=0.8,voting=0", False),
+       ("duml_nano,mu=0.8,voting=0", True)])
 
 
 def markdown_table(report):
@@ -77,25 +52,26 @@ def markdown_table(report):
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  ap.add_argument("--otb_dir", default=str(SHARED / "data" / "otb_sample"))
-  ap.add_argument("--weights", default=str(SHARED / "weights" / "nanotrack"))
+  ap.add_argument("--otb_dir", default=OTB)
+  ap.add_argument("--weights", default=str(nano_convert.default_weights_dir()))
   ap.add_argument("--meta_workdir", default="",
                   help="meta_nano workdir (online_params.npz); empty: no 'meta' trackers")
   ap.add_argument("--out_dir", required=True)
   args = ap.parse_args()
-  otb = pathlib.Path(args.otb_dir)
-  if not otb.is_dir():
-    print(json.dumps({"skipped": f"{otb}: not found"}))
-    return 0
-  seqs = benchmarks.load_benchmark("otb", otb)
   t0 = time.perf_counter()
-  report = runner.evaluate("OTB", seqs, args.out_dir,
-                           trackers=trackers(pathlib.Path(args.weights), args.meta_workdir))
+  runs = [("nanotrack", False)] + [v for v in VARIANTS if args.meta_workdir or not v[1]]
+  for i, (arg, meta) in enumerate(runs):
+    config, variables = evaluate_lib.config_and_variables(
+        nano_config.get_config(f"{arg},weights={args.weights}"),
+        args.meta_workdir if meta else None)
+    evaluate_lib.evaluate_model(config, variables, "otb", args.otb_dir, args.out_dir,
+                                baseline_names=("cv2_nano",) if i == 0 else (), plot=False)
+    print(f"[{time.perf_counter() - t0:.0f}s] {evaluate_lib.tracker_name(config)} done",
+          file=sys.stderr, flush=True)
+  report = evaluate_lib.score_only("otb", args.otb_dir, args.out_dir)
   print(markdown_table(report))
-  print(f"\n{len(seqs)} sequences, {sum(len(s.frames) for s in seqs)} frames, "
-        f"{time.perf_counter() - t0:.0f}s; report and plots in {args.out_dir}")
-  return 0
+  print(f"\n{time.perf_counter() - t0:.0f}s; report and plots in {args.out_dir}")
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  main()
