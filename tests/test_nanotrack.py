@@ -66,6 +66,17 @@ def test_depthwise_conv_equals_grouped_conv(stride, k):
   np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize('stride,k', [(2, 3), (1, 3), (2, 5)])
+def test_tap_conv_equals_dense_conv(stride, k):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 11, 11, 3))
+  tc = nt.TapConv(5, k, stride)
+  v = jax.tree.map(lambda a: a + 0.3, tc.init(jax.random.PRNGKey(1), x))  # non-zero bias
+  ref = nn.Conv(5, (k, k), strides=stride, padding=((k // 2,) * 2,) * 2).apply(v, x)
+  out = tc.apply(v, x)
+  assert out.shape == ref.shape
+  np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
 def test_pixelwise_xcorr_by_hand():
   z = jnp.arange(2 * 2 * 3, dtype=jnp.float32).reshape(1, 2, 2, 3)
   x = jnp.ones((1, 3, 3, 3)).at[0, 1, 2].set(jnp.array([1., 0., -1.]))

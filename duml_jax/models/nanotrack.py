@@ -117,6 +117,19 @@ def _conv(features, kernel, stride=1, use_bias=True, name=None):
                  padding=((p, p), (p, p)), use_bias=use_bias, name=name)
 
 
+def _shifted(x, k, stride):
+  """(i, j, view) for the k*k taps of a k x k conv (padding k // 2) on x (..., H, W, C):
+  view = the zero-padded x shifted by (i, j), strided, of the output's spatial size."""
+  p = k // 2
+  h, w = x.shape[-3:-1]
+  ho, wo = (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
+  xp = jnp.pad(x, ((0, 0),) * (x.ndim - 3) + ((p, p), (p, p), (0, 0)))
+  for i in range(k):
+    for j in range(k):
+      yield i, j, xp[..., i:i + stride * (ho - 1) + 1:stride,
+                     j:j + stride * (wo - 1) + 1:stride, :]
+
+
 def depthwise_conv(x, kernel, stride=1):
   """Depthwise k x k conv (padding k // 2, no bias) as k*k shifted multiply-adds.
 
@@ -125,18 +138,10 @@ def depthwise_conv(x, kernel, stride=1):
     kernel: (k, k, 1, C), or (N, k, k, 1, C) for x of shape (N, ..., H, W, C):
       N stacked layers with their own kernels, computed as one operation.
   """
-  k = kernel.shape[-4]
-  p = k // 2
-  h, w = x.shape[-3:-1]
-  ho, wo = (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
-  xp = jnp.pad(x, ((0, 0),) * (x.ndim - 3) + ((p, p), (p, p), (0, 0)))
   y = 0.
-  for i in range(k):
-    for j in range(k):
-      tap = kernel[..., i, j, 0, :]
-      tap = tap.reshape(tap.shape[:-1] + (1,) * (x.ndim - tap.ndim) + tap.shape[-1:])
-      y = y + xp[..., i:i + stride * (ho - 1) + 1:stride,
-                 j:j + stride * (wo - 1) + 1:stride, :] * tap
+  for i, j, view in _shifted(x, kernel.shape[-4], stride):
+    tap = kernel[..., i, j, 0, :]
+    y = y + view * tap.reshape(tap.shape[:-1] + (1,) * (x.ndim - tap.ndim) + tap.shape[-1:])
   return y
 
 
@@ -175,19 +180,12 @@ class TapConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k, s, c = self.kernel_size, self.stride, x.shape[-1]
+    k, c = self.kernel_size, x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, c, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    p = k // 2
-    h, w = x.shape[1:3]
-    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-    xp = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-    y = bias
-    for i in range(k):
-      for j in range(k):
-        tap = xp[:, i:i + s * (ho - 1) + 1:s, j:j + s * (wo - 1) + 1:s]
-        for ci in range(c):
-          y = y + tap[..., ci:ci + 1] * kernel[i, j, ci]
+    y = self.param('bias', nn.initializers.zeros, (self.features,))
+    for i, j, view in _shifted(x, k, self.stride):
+      for ci in range(c):
+        y = y + view[..., ci:ci + 1] * kernel[i, j, ci]
     return y
 
 
