@@ -100,22 +100,29 @@ class Video:
 
 
 def _texture(rng, family, h, w, colours, freq):
-  """A (h, w, 3) float32 texture of `family` blending two colours."""
-  yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+  """A (h, w, 3) float32 texture of `family` blending two colours.
+
+  Computed in float32 from per-row and per-column terms (the pattern is a function of
+  x cos + y sin or of floor(x) + floor(y)): ~4x faster than on full coordinate grids, which
+  matters because every procedural training draw renders a new scene.
+  """
+  xs, ys = np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)
   if family == "stripes":
     theta = rng.uniform(0, np.pi)
     phase = rng.uniform(0, 2 * np.pi)
-    p = 0.5 + 0.5 * np.sin((xx * np.cos(theta) + yy * np.sin(theta)) * freq + phase)
+    arg = (xs * np.float32(np.cos(theta) * freq))[None, :] + (
+        ys * np.float32(np.sin(theta) * freq) + np.float32(phase))[:, None]
+    p = np.float32(0.5) + np.float32(0.5) * np.sin(arg)
   elif family == "checker":
-    cell = max(np.pi / freq, 1.0)
-    p = ((np.floor(xx / cell) + np.floor(yy / cell)) % 2).astype(np.float32)
+    cell = np.float32(max(np.pi / freq, 1.0))
+    p = ((np.floor(ys / cell)[:, None] + np.floor(xs / cell)[None, :]) % 2).astype(np.float32)
   else:  # blobs: smooth noise thresholded softly
     gh, gw = max(2, int(h * freq / 3) + 2), max(2, int(w * freq / 3) + 2)
     noise = rng.standard_normal((gh, gw)).astype(np.float32)
     noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_CUBIC)
-    p = 1.0 / (1.0 + np.exp(-3.0 * noise))
-  c0, c1 = colours
-  return c0[None, None] * (1.0 - p[..., None]) + c1[None, None] * p[..., None]
+    p = 1.0 / (1.0 + np.exp(np.float32(-3.0) * noise))
+  c0, c1 = (np.asarray(c, np.float32) for c in colours)
+  return c0 + p[..., None] * (c1 - c0)
 
 
 def _random_colours(rng):
