@@ -50,7 +50,7 @@ def jax_fns(model):
     xf = model.apply(variables, x, method=DuML.search)
     out = model.apply(variables, {"offline": z_off}, xf, method=DuML.offline_heads)
     if model.a_on:
-      out["online"] = online_lib.online_scores(filt, xf["online"], duml_lib.ONLINE_CROP)
+      out["online"] = online_lib.online_scores(filt, xf["online"], model.online_crop)
     return out
 
   def loss(params, batch_stats, z, x):
@@ -82,7 +82,7 @@ def torch_fns(tmodel, torch):
       xf = tmodel.search(torch_duml.nhwc_to_nchw(x))
       out = tmodel.offline_heads({"offline": z_off}, xf)
       if tmodel.a_on:
-        out["online"] = torch_duml.online_scores(filt, xf["online"])
+        out["online"] = torch_duml.online_scores(filt, xf["online"], tmodel.online_crop)
       return {k: v.numpy() for k, v in out.items() if v is not None}
 
   def train_step(z, x):

@@ -26,6 +26,7 @@ filter updates are amortised and benchmarked on the JAX side only).
 torch is optional: importing this module raises ImportError without it;
 callers (`torch_compare.py`, `tests/test_torch_duml.py`) skip cleanly.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -36,14 +37,18 @@ from torch.nn import functional as F
 from duml_jax import config_lib
 from duml_jax.models import backbone as backbone_lib
 
-# (stage sizes, block, layer1 width, stem width) as in `backbone._BUILDERS`.
-_ARCHS = {
-    "resnet50": ((3, 4, 6, 3), "bottleneck", 64, 64),
-    "resnet18": ((2, 2, 2, 2), "basic", 64, 64),
-    "tiny": ((1, 1, 1, 1), "basic", 8, 16),
-}
-TEMPLATE_CELLS = 8
-ONLINE_CROP = 4
+
+def _arch(name):
+  """(stage sizes, block kind, layer1 width, stem width) read from `backbone._BUILDERS`,
+  so that the torch mirror cannot drift from the JAX definition."""
+  if name not in backbone_lib._BUILDERS:
+    raise ValueError(f"model.backbone={name!r}: torch_duml knows {sorted(backbone_lib._BUILDERS)}")
+  kw = dict(backbone_lib._BUILDERS[name].keywords)
+  defaults = {f.name: f.default for f in dataclasses.fields(backbone_lib.ResNet)}
+  get = lambda k: kw.get(k, defaults[k])
+  kind = "bottleneck" if get("block_cls") is backbone_lib.Bottleneck else "basic"
+  return tuple(get("stage_sizes")), kind, get("num_filters"), get("stem_filters")
+
 
 
 def _bn(c):
@@ -100,9 +105,7 @@ class ResNet(nn.Module):
 
   def __init__(self, arch):
     super().__init__()
-    if arch not in _ARCHS:
-      raise ValueError(f"model.backbone={arch!r}: torch_duml knows {sorted(_ARCHS)}")
-    sizes, kind, width, stem = _ARCHS[arch]
+    sizes, kind, width, stem = _arch(arch)
     block = Bottleneck if kind == "bottleneck" else BasicBlock
     self.conv1 = nn.Conv2d(3, stem, 7, 2, 3, bias=False)
     self.bn1 = _bn(stem)
@@ -158,7 +161,7 @@ class Neck(nn.Module):
             for i, f in enumerate(feats[:self.num_levels])]
 
 
-def crop_template(feats, crop=TEMPLATE_CELLS):
+def crop_template(feats, crop):
   out = []
   for f in feats:
     s = (f.shape[-2] - crop) // 2
@@ -247,7 +250,7 @@ class FilterInitializer(nn.Module):
     return f[:, None].expand(-1, self.num_anchors, -1, -1, -1)
 
 
-def online_scores(filt, x_online, crop=ONLINE_CROP):
+def online_scores(filt, x_online, crop):
   """Per-sample filters (B, A, D, k, k) on features (B, D, G, G) -> (B, A, S, S) window."""
   b, a, d, k, _ = filt.shape
   g = x_online.shape[-1]
@@ -261,8 +264,9 @@ class TorchDuML(nn.Module):
   """`duml_jax.models.duml.DuML` in PyTorch (NCHW); the same method names."""
 
   def __init__(self, backbone="resnet50", neck_channels=256, a_off=5, a_on=1,
-               feature_dim=256, filter_size=5):
+               feature_dim=256, filter_size=5, template_cells=8):
     super().__init__()
+    self.template_cells, self.online_crop = template_cells, template_cells // 2
     self.a_off, self.a_on = a_off, a_on
     self.a_box = max(a_off, a_on)
     self.backbone = ResNet(backbone)
@@ -279,7 +283,7 @@ class TorchDuML(nn.Module):
 
   def template(self, z):
     f = self._features(z)
-    return {"offline": crop_template(f),
+    return {"offline": crop_template(f, self.template_cells),
             "online": self.online_features(f) if self.a_on else None}
 
   def search(self, x):
@@ -300,7 +304,8 @@ class TorchDuML(nn.Module):
     zf, xf = self.template(z), self.search(x)
     out = self.offline_heads(zf, xf)
     if self.a_on:
-      out["online"] = online_scores(self.initial_filter(zf["online"]), xf["online"])
+      out["online"] = online_scores(self.initial_filter(zf["online"]), xf["online"],
+                                    self.online_crop)
     return out
 
 
@@ -311,7 +316,8 @@ def from_model_config(model_config):
                    a_off=config_lib.num_anchors(model_config.offline, n),
                    a_on=config_lib.num_anchors(model_config.online, n),
                    feature_dim=model_config.online_cfg.feature_dim,
-                   filter_size=model_config.online_cfg.filter_size)
+                   filter_size=model_config.online_cfg.filter_size,
+                   template_cells=config_lib.template_cells(model_config))
 
 
 # ---------------------------------------------------------------------------- conversion

@@ -283,7 +283,7 @@ def _torch_resnet(arch):
   block, layers, width, stem = {
       'resnet50': (Bottle, (3, 4, 6, 3), 64, 64),
       'resnet18': (Basic, (2, 2, 2, 2), 64, 64),
-      'tiny': (Basic, (1, 1, 1, 1), 8, 16)}[arch]
+      'tiny': (Basic, (1, 1, 1, 1), 16, 16)}[arch]
 
   class Net(nn.Module):
 
