@@ -67,6 +67,10 @@ def validate(c):
     raise ValueError(f"loss.ofr_loss={c.loss.ofr_loss!r}; allowed: FC_PR, FC_RG")
   if m.online_cfg.filter_size % 2 != 1:
     raise ValueError(f"model.online_cfg.filter_size={m.online_cfg.filter_size} must be odd")
+  if "data" in c and "context" in c.data and c.data.context != c.tracking.context_amount:
+    raise ValueError(f"data.context={c.data.context} and tracking.context_amount="
+                     f"{c.tracking.context_amount} differ: the tracker must crop the way the "
+                     "model was trained")
   t = template_cells(m)
   if t < 4 or t % 2 or t > m.exemplar_size // m.stride + 1:
     raise ValueError(f"model.template_cells={t} must be even, >= 4 and at most the template "

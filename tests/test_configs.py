@@ -51,7 +51,9 @@ def test_derived_values_follow_overrides():
   c.model.search_size = 319
   assert config_lib.score_size(c.model) == 33
   t = duml_config.get_config("tiny")
-  assert config_lib.score_size(t.model) == 9 and config_lib.online_grid(t.model) == 16
+  assert config_lib.score_size(t.model) == 11 and config_lib.online_grid(t.model) == 16
+  t.model.template_cells = 8
+  assert config_lib.score_size(t.model) == 9
 
 
 @pytest.mark.parametrize("arg,match", [
@@ -70,6 +72,15 @@ def test_derived_values_follow_overrides():
 def test_bad_settings_fail_with_the_key_named(arg, match):
   with pytest.raises(ValueError, match=match):
     duml_config.get_config(arg)
+
+
+def test_tracking_context_must_match_training_context():
+  c = duml_config.get_config("tiny")
+  assert c.data.context == c.tracking.context_amount == 0.25
+  c.unlock()
+  c.tracking.context_amount = 0.5        # like --config.tracking.context_amount=0.5
+  with pytest.raises(ValueError, match="data.context=0.25 and tracking.context_amount=0.5"):
+    config_lib.validate(c)
 
 
 def test_unknown_field_overrides_fail():

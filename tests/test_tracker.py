@@ -200,7 +200,10 @@ def test_update_schedule_fires_every_update_every_frames(models):
 
 
 def test_distractor_updates_at_once(models):
-  p, first, state, outs = _run(models, 2, not_found_threshold=-1e9, distractor_threshold=-1e9)
+  # A tiny exclusion window: with the target ~5 cells wide on an 11x11 map, DiMP's 2.2x
+  # window covers the whole map and no second peak is left to be a distractor.
+  p, first, state, outs = _run(models, 2, not_found_threshold=-1e9, distractor_threshold=-1e9,
+                               distractor_window=0.01)
   assert [int(o["flag"]) for o in outs] == [tracker.FLAG_DISTRACTOR] * 2
   assert [int(o["iters"]) for o in outs] == [p.distractor_iters] * 2
   # First distractor sample: weight distractor_lr, the 3 init samples share 0.8.
@@ -265,8 +268,9 @@ def test_batched_lanes_equal_single_sequences(models):
       box, score = single.update(frame(lane, t))
       # float32: 3 lanes and 1 lane go through matrix products of different
       # shapes, which round differently (~1e-5 relative per step, compounding
-      # over frames with random weights); equal up to that.
-      np.testing.assert_allclose(box, item[0], rtol=1e-4, atol=1e-3,
+      # over frames with random weights: 0.03 px after 5 frames on 11x11 maps);
+      # equal up to that. A lane mix-up moves boxes by tens of pixels.
+      np.testing.assert_allclose(box, item[0], rtol=1e-3, atol=0.05,
                                  err_msg=f"lane {lane}, frame {t}")
       np.testing.assert_allclose(score, item[1], atol=1e-4)
 
