@@ -267,12 +267,14 @@ def test_batched_lanes_equal_single_sequences(models):
       t += 1
       box, score = single.update(frame(lane, t))
       # float32: 3 lanes and 1 lane go through matrix products of different
-      # shapes, which round differently (~1e-5 relative per step, compounding
-      # over frames with random weights: 0.03 px after 5 frames on 11x11 maps);
-      # equal up to that. A lane mix-up moves boxes by tens of pixels.
-      np.testing.assert_allclose(box, item[0], rtol=1e-3, atol=0.05,
-                                 err_msg=f"lane {lane}, frame {t}")
-      np.testing.assert_allclose(score, item[1], atol=1e-4)
+      # shapes, which round differently (~1e-5 relative per step). With random
+      # weights lane 0's box inflates and leaves the image, and each frame's crop
+      # then magnifies the difference ~5-10x (1e-5, 1e-4, 3e-4, 4e-3, 0.03, 1 px
+      # over frames 1-6; lanes 1-2 stay at 1e-5). Strict for the first 3 frames,
+      # then a few pixels: a lane mix-up moves boxes by tens of pixels.
+      tol = dict(rtol=1e-4, atol=1e-3) if t <= 3 else dict(rtol=0.02, atol=3.0)
+      np.testing.assert_allclose(box, item[0], **tol, err_msg=f"lane {lane}, frame {t}")
+      np.testing.assert_allclose(score, item[1], atol=1e-3)
 
 
 def test_update_of_a_lane_never_initialised_fails(models):
