@@ -111,6 +111,21 @@ def test_tracker_config_errors_name_the_key():
   p = dnt.params(dnt.default_config(), mu=0.5, score_voting=False)
   assert (p.mu, p.score_voting, p.stride, p.nano.score_size) == (0.5, False, 16, 16)
   hash(p)
+  # Config values are cast to the field types of the shared online schedule.
+  p = dnt.params(dnt.default_config(), update_every=10.0, update_lr=1, score_voting=0)
+  assert type(p.update_every) is int and type(p.update_lr) is float
+  assert p.score_voting is False
+
+
+def test_duml_and_duml_nano_share_one_online_schedule():
+  # The fields `tracker.online_update` / `localisation_flag` read are declared once.
+  from duml_jax.tracking import tracker  # pylint: disable=g-import-not-at-top
+  shared = {f.name for f in dataclasses.fields(tracker.OnlineSchedule)}
+  assert issubclass(dnt.NanoParams, tracker.OnlineSchedule)
+  assert issubclass(tracker.TrackingParams, tracker.OnlineSchedule)
+  assert {"mu", "update_every", "distractor_window", "online_norm"} <= shared
+  own = {f.name for f in dataclasses.fields(dnt.NanoParams)} - shared
+  assert own == {"nano", "stride"}
 
 
 # ------------------------------------------------------------ meta-training ----

@@ -79,37 +79,18 @@ def default_config():
   return c
 
 
-@dataclasses.dataclass(frozen=True)
-class NanoParams:
-  """Hashable tracking parameters (static argument of the jitted steps).
-
-  Carries the fields `tracker.online_update` / `tracker.localisation_flag`
-  read (duck-typed `TrackingParams`), `stride` = 16 and the frozen NanoTrack
-  post-processing config `nano`.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NanoParams(tracker_lib.OnlineSchedule):
+  """Hashable tracking parameters (static argument of the jitted steps): DuML's
+  fusion / voting / online schedule (`tracker.OnlineSchedule`, the fields
+  `tracker.online_update` / `tracker.localisation_flag` read), `stride` = 16 and
+  the frozen NanoTrack post-processing config `nano`.
   """
   nano: Any
-  mu: float
-  score_voting: bool
-  voting_sigma: float
-  voting_eps: float
-  online_norm: str
-  memory_size: int
-  num_init_samples: int
-  init_iters: int
-  update_every: int
-  update_iters: int
-  update_lr: float
-  distractor_iters: int
-  distractor_lr: float
-  init_samples_min_weight: float
-  not_found_threshold: float
-  distractor_threshold: float
-  distractor_window: float
   stride: int = dn.STRIDE
 
 
-_INTS = ("memory_size", "num_init_samples", "init_iters", "update_every", "update_iters",
-         "distractor_iters")
+_TYPES = tracker_lib.field_types(NanoParams)
 
 
 def params(config, **overrides) -> NanoParams:
@@ -129,8 +110,7 @@ def params(config, **overrides) -> NanoParams:
   if d["online_norm"] not in ("minmax", "clip"):
     raise ValueError(f"duml-nano tracker config: online_norm={d['online_norm']!r}; "
                      "allowed: minmax, clip")
-  kw = {k: (int(d[k]) if k in _INTS else bool(d[k]) if k == "score_voting"
-            else d[k] if k == "online_norm" else float(d[k])) for k in names}
+  kw = {k: _TYPES.get(k, float)(d[k]) for k in names}
   frozen = nano if isinstance(nano, tuple) else ntt.freeze(nano)
   return NanoParams(nano=frozen, **kw)
 

@@ -71,19 +71,17 @@ FLAG_NAMES = ("normal", "not_found", "distractor")
 CENTRE_FROM = ("box", "score_peak")
 
 
-@dataclasses.dataclass(frozen=True)
-class TrackingParams:
-  """Hashable tracking hyper-parameters (`config.tracking` + model geometry)."""
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OnlineSchedule:
+  """Fusion, voting and online-branch schedule: the tracking parameters every
+  DuML-style tracker shares (`TrackingParams` here, `duml_nano_tracker.NanoParams`),
+  read by `localisation_flag`, `online_update` and the memory. Hashable (a static
+  argument of the jitted steps)."""
   mu: float
   score_voting: bool
   voting_sigma: float
   voting_eps: float
-  context_amount: float
-  search_size: int
-  penalty_k: float
-  window_influence: float
-  lr: float
-  min_size: float
+  online_norm: str = "minmax"   # minmax | clip
   memory_size: int
   num_init_samples: int
   init_iters: int
@@ -96,19 +94,39 @@ class TrackingParams:
   not_found_threshold: float
   distractor_threshold: float
   distractor_window: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrackingParams(OnlineSchedule):
+  """Hashable tracking hyper-parameters (`config.tracking` + model geometry)."""
+  context_amount: float
+  search_size: int
+  penalty_k: float
+  window_influence: float
+  lr: float
+  min_size: float
   exemplar_size: int
   stride: int
   box_anchor_shapes: Tuple[Tuple[float, float], ...]
   online_anchor_shapes: Tuple[Tuple[float, float], ...]
   onc_pos_iou: float = 0.8
   onc_neg_iou: float = 0.3
-  online_norm: str = "minmax"   # minmax | clip
   centre_from: str = "box"      # box (paper) | score_peak
 
 
-_TYPES = {"search_size": int, "memory_size": int, "num_init_samples": int, "init_iters": int,
-          "update_every": int, "update_iters": int, "distractor_iters": int,
-          "score_voting": bool, "online_norm": str, "centre_from": str}
+def field_types(cls):
+  """{field: int | bool | str} of a params dataclass's non-float scalar fields, from its
+  annotations (the casts applied to config values); float fields are absent."""
+  names = {"int": int, "bool": bool, "str": str}
+  out = {}
+  for f in dataclasses.fields(cls):
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if t in names:
+      out[f.name] = names[t]
+  return out
+
+
+_TYPES = field_types(TrackingParams)
 
 
 def tracking_params(config, benchmark: Optional[str] = None, **overrides) -> TrackingParams:
