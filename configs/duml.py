@@ -20,6 +20,7 @@ so command-line overrides cannot leave them stale.
 """
 import ml_collections
 
+from duml_jax import config_args
 from duml_jax import config_lib
 from duml_jax.data import pipeline as data_pipeline
 from duml_jax.training import optim
@@ -135,16 +136,7 @@ def _loss_config():
 def get_config(arg=None):
   """Returns the config for `arg` (see module docstring)."""
   arg = arg or "paper"
-  parts = [p.strip() for p in arg.split(",") if p.strip()]
-  preset, overrides = "paper", []
-  for i, p in enumerate(parts):
-    if "=" in p:
-      overrides.append(p)
-    elif i == 0:
-      preset = p
-    else:
-      raise ValueError(f"config arg {arg!r}: {p!r} must be key=value "
-                       "(only the first item may be a preset name)")
+  preset, overrides = config_args.parse(arg, "paper")
 
   form = None
   if preset.startswith("tiny-"):
@@ -179,8 +171,8 @@ def get_config(arg=None):
     _tiny(c)
   if form is not None:
     _apply_form(c, form, arg)
-  for kv in overrides:
-    _apply_override(c, kv, arg)
+  for key, value in overrides:
+    _apply_override(c, key, value, arg)
   config_lib.validate(c)
   c.lock()
   return c
@@ -301,11 +293,9 @@ _OVERRIDES = {
 }
 
 
-def _apply_override(c, kv, arg):
-  key, value = kv.split("=", 1)
-  key = key.strip()
+def _apply_override(c, key, value, arg):
   if key not in _OVERRIDES:
     raise ValueError(f"config arg {arg!r}: unknown key {key!r}; known keys: "
                      f"{sorted(_OVERRIDES)} (other keys: --config.KEY=VALUE)")
   section, field, cast = _OVERRIDES[key]
-  c[section][field] = cast(value.strip())
+  c[section][field] = cast(value)

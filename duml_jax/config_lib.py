@@ -71,17 +71,18 @@ def validate(c):
     raise ValueError(f"data.context={c.data.context} and tracking.context_amount="
                      f"{c.tracking.context_amount} differ: the tracker must crop the way the "
                      "model was trained")
-  t = template_cells(m)
-  if t < 4 or t % 2 or t > m.exemplar_size // m.stride + 1:
+  t, grid = template_cells(m), online_grid(m, m.exemplar_size)
+  if t < 4 or t % 2 or t > grid:
     raise ValueError(f"model.template_cells={t} must be even, >= 4 and at most the template "
-                     f"grid ({m.exemplar_size // m.stride + 1} cells)")
+                     f"grid ({grid} cells)")
   if (m.search_size - m.exemplar_size) % m.stride:
     raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
   return c
 
 
 def online_grid(model_config, search_size=None):
-  """Cells of the stride-8 search feature grid: 32 for a 255 search, 40 for 319."""
+  """Cells of the stride-8 feature grid of a crop: 32 for a 255 search, 40 for 319 (16 for
+  the 127 template)."""
   s = model_config.search_size if search_size is None else search_size
   return s // model_config.stride + 1
 

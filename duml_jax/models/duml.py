@@ -47,7 +47,6 @@ from duml_jax.models import neck as neck_lib
 from duml_jax.models import online as online_lib
 
 TEMPLATE_CELLS = 8       # template crop (cells) fed to the offline heads (paper geometry)
-ONLINE_CROP = TEMPLATE_CELLS // 2   # first cell of the online window aligned with the 25x25 grid
 
 
 # The online branch's hyper-parameters (re-exported for users of this module).

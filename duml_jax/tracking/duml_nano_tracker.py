@@ -107,9 +107,9 @@ def params(config, **overrides) -> NanoParams:
     raise KeyError(f"duml-nano tracker config: missing keys {missing}")
   if not 0. <= float(d["mu"]) <= 1.:
     raise ValueError(f"duml-nano tracker config: mu={d['mu']} outside [0, 1]")
-  if d["online_norm"] not in ("minmax", "clip"):
+  if d["online_norm"] not in tracker_lib.ONLINE_NORMS:
     raise ValueError(f"duml-nano tracker config: online_norm={d['online_norm']!r}; "
-                     "allowed: minmax, clip")
+                     f"allowed: {', '.join(tracker_lib.ONLINE_NORMS)}")
   kw = {k: _TYPES.get(k, float)(d[k]) for k in names}
   frozen = nano if isinstance(nano, tuple) else ntt.freeze(nano)
   return NanoParams(nano=frozen, **kw)

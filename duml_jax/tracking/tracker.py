@@ -69,6 +69,7 @@ DuML = duml_lib.DuML
 FLAG_NORMAL, FLAG_NOT_FOUND, FLAG_DISTRACTOR = 0, 1, 2
 FLAG_NAMES = ("normal", "not_found", "distractor")
 CENTRE_FROM = ("box", "score_peak")
+ONLINE_NORMS = ("minmax", "clip")   # `normalise_online`
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -166,8 +167,9 @@ def tracking_params(config, benchmark: Optional[str] = None, **overrides) -> Tra
       raise ValueError(f"config.tracking.{f.name} is missing")
   if t:
     raise ValueError(f"config.tracking: unknown keys {sorted(t)}")
-  if kwargs.get("online_norm", "minmax") not in ("minmax", "clip"):
-    raise ValueError(f"tracking.online_norm={kwargs['online_norm']!r}; allowed: minmax, clip")
+  if kwargs.get("online_norm", "minmax") not in ONLINE_NORMS:
+    raise ValueError(f"tracking.online_norm={kwargs['online_norm']!r}; allowed: "
+                     f"{', '.join(ONLINE_NORMS)}")
   if kwargs.get("centre_from", "box") not in CENTRE_FROM:
     raise ValueError(f"tracking.centre_from={kwargs['centre_from']!r}; allowed: "
                      f"{', '.join(CENTRE_FROM)}")
