@@ -213,8 +213,59 @@ def test_opencv_crop_is_bit_exact(x0, y0, side, out):
   frame = np.random.RandomState(side).randint(0, 256, (180, 200, 3)).astype(np.uint8)
   ours = jax.jit(ntt.crop_window_opencv, static_argnums=4)(
       jnp.asarray(frame), x0, y0, float(side), out, ntt.channel_mean(jnp.asarray(frame)))
-  np.testing.assert_array_equal(np.asarray(ours).astype(np.uint8),
-                                _opencv_crop(frame, x0, y0, side, out))
+  ref = _opencv_crop(frame, x0, y0, side, out)
+  np.testing.assert_array_equal(np.asarray(ours).astype(np.uint8), ref)
+  host = ntt.crop_window_host(frame, x0, y0, side, out, ntt.channel_mean_host(frame))
+  np.testing.assert_array_equal(host, ref)
+
+
+def test_host_channel_mean_rounds_ties_like_the_device():
+  # Two pixels, channel sums 1, 3, 5: means 0.5, 1.5, 2.5 -> half to even 0, 2, 2.
+  frame = np.array([[[0, 1, 2]], [[1, 2, 3]]], np.uint8)
+  np.testing.assert_array_equal(ntt.channel_mean_host(frame), [0., 2., 2.])
+  np.testing.assert_array_equal(ntt.channel_mean(jnp.asarray(frame)), [0., 2., 2.])
+  # A real-sized frame: 640x360 of 0/255 with sums one off a tie either way.
+  frame = np.zeros((360, 640, 3), np.uint8)
+  n = 360 * 640
+  flat = frame.reshape(-1, 3)
+  flat[:n // 2, 0] = 1                   # sum n/2: 0.5 -> 0
+  flat[:n // 2 + 1, 1] = 1               # n/2 + 1: just above a tie -> 1
+  flat[:3 * n // 2 - n, 2] = 3           # 3 * (n/2): 1.5 -> 2
+  want = [0., 1., 2.]
+  np.testing.assert_array_equal(ntt.channel_mean_host(frame), want)
+  np.testing.assert_array_equal(ntt.channel_mean(jnp.asarray(frame)), want)
+
+
+def _host_crop_windows(h, w):
+  """(x0, y0, side, out) windows of an h x w frame: inside, leaving it on each side,
+  larger than it, entirely outside, side = out, 2x downscale, empty."""
+  return [
+      (w // 4, h // 4, min(h, w) // 2, 255),     # inside, upscale
+      (-40, -25, 200, 255),                      # off the left and top edges
+      (w - 100, h - 60, 180, 127),               # off the right and bottom edges
+      (-50, -70, max(h, w) + 120, 255),          # the whole frame and more, all sides
+      (w + 10, -5, 60, 127),                     # nothing of the frame
+      (5, 7, 127, 127),                          # side = out (a copy)
+      (0, 0, 254, 127),                          # exact 2x downscale
+      (10, 10, 0, 127),                          # empty window: zeros
+  ]
+
+
+def test_host_crop_equals_device_crop_on_otb_frames(otb_sample):
+  """`crop_window_host` (OpenCV) equals `crop_window_opencv` (device) bit for bit,
+  and `channel_mean_host` equals `channel_mean`, on real frames of every sequence."""
+  device_crop = jax.jit(ntt.crop_window_opencv, static_argnums=4)
+  for name, frames, _ in _read_otb_sample(otb_sample):
+    for path in (frames[0], frames[len(frames) // 2]):
+      frame = np.ascontiguousarray(cv2.imread(str(path))[..., ::-1])
+      mean = ntt.channel_mean_host(frame)
+      np.testing.assert_array_equal(mean, ntt.channel_mean(jnp.asarray(frame)), err_msg=name)
+      for x0, y0, side, out in _host_crop_windows(*frame.shape[:2]):
+        dev = device_crop(jnp.asarray(frame), x0, y0, float(side), out, jnp.asarray(mean))
+        host = ntt.crop_window_host(frame, x0, y0, side, out, mean)
+        assert host.shape == (out, out, 3) and host.dtype == np.uint8
+        np.testing.assert_array_equal(host, np.asarray(dev).astype(np.uint8),
+                                      err_msg=f'{path}: window {(x0, y0, side, out)}')
 
 
 def test_continuous_crop_by_hand():
@@ -251,6 +302,12 @@ def test_config_errors_name_the_key():
     ntt._freeze(cfg)
   with pytest.raises(RuntimeError, match='before init'):
     ntt.NanoTracker({}).update(np.zeros((4, 4, 3), np.uint8))
+  with pytest.raises(RuntimeError, match='before init'):
+    ntt.NanoTracker({}, crop='host').update(np.zeros((4, 4, 3), np.uint8))
+  with pytest.raises(ValueError, match=r"crop='cpu'; allowed: \('device', 'host'\)"):
+    ntt.NanoTracker({}, crop='cpu')
+  with pytest.raises(ValueError, match="crop='host' needs opencv_compat"):
+    ntt.NanoTracker({}, ntt.nanotrack_v2_config(), crop='host')
 
 
 # ------------------------------------------ tracking vs cv2.TrackerNano ----
@@ -312,6 +369,15 @@ def otb_runs(otb_sample, weights_dir, v2_vars):
   return runs
 
 
+def _assert_like_cv2(name, cv_boxes, jax_boxes):
+  """IoU(cv2 box, our box reported as cv2 reports it) > 0.9, float boxes within a pixel."""
+  ours = np.array([ntt.opencv_rect(b) for b in jax_boxes], float)
+  ious = _iou_xywh(cv_boxes, ours)
+  assert ious.min() > 0.9, (name, np.round(ious, 3))
+  # Float boxes are within a pixel of cv2's (its ints are truncated).
+  assert np.abs(jax_boxes - cv_boxes).max() < 1.0 + 1e-6, name
+
+
 def test_tracker_reproduces_cv2_first_20_frames(otb_runs):
   """IoU(cv2 box, our box reported as cv2 reports it) > 0.9 on frames 0-19.
 
@@ -320,11 +386,33 @@ def test_tracker_reproduces_cv2_first_20_frames(otb_runs):
   """
   assert len(otb_runs) == 5
   for name, (cv_boxes, jax_boxes, _) in otb_runs.items():
-    ours = np.array([ntt.opencv_rect(b) for b in jax_boxes[:20]], float)
-    ious = _iou_xywh(cv_boxes[:20], ours)
-    assert ious.min() > 0.9, (name, np.round(ious, 3))
-    # Float boxes are within a pixel of cv2's (its ints are truncated).
-    assert np.abs(jax_boxes[:20] - cv_boxes[:20]).max() < 1.0 + 1e-6, name
+    _assert_like_cv2(name, cv_boxes[:20], jax_boxes[:20])
+
+
+def test_host_crop_tracker_equals_device_tracker_first_20_frames(otb_sample, v2_vars, otb_runs):
+  """``NanoTracker(crop='host')``: the same float boxes and scores as the default
+  (device-crop) tracker, bit for bit, on frames 0-19 of every sequence (its windows
+  leave the frame on every MotorRolling frame), hence cv2's boxes too."""
+  device = ntt.NanoTracker(v2_vars, ntt.default_config())
+  host = ntt.NanoTracker(v2_vars, ntt.default_config(), crop='host')
+  for name, frames, gt in _read_otb_sample(otb_sample):
+    init_box = np.round(gt[0])
+    boxes = [init_box]
+    for i, path in enumerate(frames[:20]):
+      rgb = np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1])
+      if i == 0:
+        device.init(rgb, init_box)
+        host.init(rgb, init_box)
+        continue
+      (box_d, score_d), (box_h, score_h) = device.update(rgb), host.update(rgb)
+      np.testing.assert_array_equal(box_h, box_d, err_msg=f'{name} frame {i}')
+      assert score_h == score_d, (name, i)
+      boxes.append(box_h)
+    np.testing.assert_array_equal(np.array(boxes), otb_runs[name][1][:20], err_msg=name)
+    _assert_like_cv2(name, otb_runs[name][0][:20], np.array(boxes))
+  # A state set from outside (e.g. copied from the device tracker) is cropped around.
+  host.state = device.state
+  np.testing.assert_array_equal(host.update(rgb)[0], device.update(rgb)[0])
 
 
 def test_success_auc_matches_cv2(otb_runs):

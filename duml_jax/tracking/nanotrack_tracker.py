@@ -30,6 +30,10 @@ the int-truncated boxes and the argmax amplify into visibly different tracks
 within 20 frames; with the exact crop the JAX tracker reports the same
 (truncated) boxes as ``cv2.TrackerNano`` on every frame of the OTB sample.
 Otherwise `crop_window` samples the exact continuous window bilinearly.
+The host wrapper `NanoTracker` can instead crop on the host with OpenCV
+(``crop='host'``: `crop_window_host`, `channel_mean_host`, the same pixels)
+and send only the crop to a jitted network + post-processing step; the pure
+functions `init` / `track` always crop on device.
 
 ``cfg.opencv_compat = True`` (the `default_config`) reproduces
 ``cv2.TrackerNano`` including its quirks, listed so they can be switched off:
@@ -57,6 +61,7 @@ convention (`duml_jax.boxes`); centre ``x + w / 2``. (cv2 takes and returns
 import functools
 from typing import NamedTuple
 
+import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -331,6 +336,15 @@ def crop_origin(cfg, center, side):
   return center - side / 2.
 
 
+def network_input(cfg, patch):
+  """(1, out, out, 3) float32 network input of an (out, out, 3) crop in the frame's
+  RGB order (device or host crop; channels reversed for ``network_channels='bgr'``)."""
+  patch = patch.astype(jnp.float32)
+  if cfg.network_channels == 'bgr':
+    patch = patch[..., ::-1]
+  return patch[None]
+
+
 def _crop(cfg, frame, center, side, out_size, fill):
   """Network input (1, out, out, 3) for the square window of `side` at
   `center` (OpenCV's integer window and resize, or the exact continuous
@@ -340,9 +354,7 @@ def _crop(cfg, frame, center, side, out_size, fill):
   # Materialised before the network: XLA would fuse the crop into the stem's
   # padding loop, which ran it 2.3x slower (0.78 vs 0.34 ms, measured on CPU).
   patch = _computed_if(side > 0, lambda: window(frame, x0, y0, side, out_size, fill))
-  if cfg.network_channels == 'bgr':
-    patch = patch[..., ::-1]
-  return patch[None]
+  return network_input(cfg, patch)
 
 
 def hanning_window(cfg):
@@ -371,19 +383,28 @@ def _context_side(cfg, size, truncate_sum):
   return jnp.sqrt(wc * hc)
 
 
-def init_state(variables, cfg, frame, box):
-  """`NanoState` of the first frame (unjitted; `init` is its jitted form)."""
+def _template_geometry(cfg, box):
+  """(center, size, s_z) of the first box [x, y, w, h]: s_z is the template window side."""
   box = box.astype(jnp.float32)
   center = box[:2] + box[2:] / 2.
   size = box[2:]
   s_z = _context_side(cfg, size, truncate_sum=False)
   if cfg.opencv_compat:
     s_z = jnp.floor(s_z)
+  return center, size, s_z
+
+
+def _state_of_template(variables, cfg, z, center, size, mean):
+  backbone, _ = nt.build(cfg.version)
+  return NanoState(backbone.apply(variables['backbone'], z), center, size, mean)
+
+
+def init_state(variables, cfg, frame, box):
+  """`NanoState` of the first frame (unjitted; `init` is its jitted form)."""
+  center, size, s_z = _template_geometry(cfg, box)
   mean = channel_mean(frame)
   z = _crop(cfg, frame, center, s_z, cfg.exemplar_size, mean)
-  backbone, _ = nt.build(cfg.version)
-  z_feat = backbone.apply(variables['backbone'], z)
-  return NanoState(z_feat, center, size, mean)
+  return _state_of_template(variables, cfg, z, center, size, mean)
 
 
 _init = jax.jit(init_state, static_argnames=('cfg',))
@@ -410,6 +431,14 @@ def search_geometry(cfg, size):
   else:
     s_x = s_z * cfg.instance_size / cfg.exemplar_size
   return s_x, scale_z
+
+
+def search_window(cfg, state):
+  """(3,) float32 ``[x0, y0, side]`` of the search window around the state's centre:
+  OpenCV's integer window (integer-valued), what the host crop cuts (`crop_window_host`)."""
+  s_x, _ = search_geometry(cfg, state.size)
+  x0, y0 = crop_origin(cfg, state.center, s_x)
+  return jnp.stack([x0, y0, s_x])
 
 
 def search_crop(cfg, state, frame):
@@ -476,9 +505,9 @@ def move(cfg, state, box_crop, lr, scale_z, frame_hw):
   return state._replace(center=center, size=size), box
 
 
-@functools.partial(jax.jit, static_argnames=('cfg',))
-def _track(variables, cfg, state, frame):
-  x, _, scale_z = search_crop(cfg, state, frame)
+def _track_input(variables, cfg, state, x, scale_z, frame_hw):
+  """Network + post-processing on the search input `x` (`network_input`):
+  (state, box, score); shared by the device-crop and host-crop steps."""
   backbone, head = nt.build(cfg.version)
   x_feat = backbone.apply(variables['backbone'], x)
   cls, loc = head.apply(variables['head'], state.z_feat, x_feat)
@@ -486,8 +515,14 @@ def _track(variables, cfg, state, frame):
   best, penalty, boxes = select(cfg, score, loc[0], state, scale_z)
   flat_score = score.reshape(-1)
   lr = penalty[best] * flat_score[best] * cfg.lr
-  state, box = move(cfg, state, boxes[best], lr, scale_z, frame.shape[:2])
+  state, box = move(cfg, state, boxes[best], lr, scale_z, frame_hw)
   return state, box, flat_score[best]
+
+
+@functools.partial(jax.jit, static_argnames=('cfg',))
+def _track(variables, cfg, state, frame):
+  x, _, scale_z = search_crop(cfg, state, frame)
+  return _track_input(variables, cfg, state, x, scale_z, frame.shape[:2])
 
 
 def opencv_rect(box):
@@ -523,26 +558,171 @@ def track(variables, cfg, state, frame):
   return _track(variables, freeze(cfg), state, jnp.asarray(frame))
 
 
+# ------------------------------------------------------------ host crop ----
+#
+# The same crops computed on the host with OpenCV (what cv2.TrackerNano itself
+# calls), for the single-sequence `NanoTracker(..., crop='host')`: only the
+# 127 / 255 crop goes to the device, and the jitted steps run the network and
+# the post-processing (`_track_input`, shared with the device-crop step). The
+# window geometry stays on the device (`search_window`, computed by the step
+# from the new state and read back with the box), so that its floors of
+# float32 values are the same operations as in the device path.
+
+
+def channel_mean_host(frame):
+  """`channel_mean` on the host: (3,) float32, the per-channel mean of an (H, W, 3)
+  uint8 frame rounded to an integer, half to even.
+
+  ``cv2.mean`` (0.04 ms for 640x360 on the 2-core CPU, ~5x faster than the device's
+  integer sums); the exact integer sums are recovered from it (its double mean is
+  within a few ulps of sum / n, far closer than the 0.5 that separates integer
+  sums), then rounded as `channel_mean` rounds, so the two agree exactly, ties
+  included.
+  """
+  h, w = frame.shape[:2]
+  n = h * w
+  total = np.rint(np.asarray(cv2.mean(frame)[:3], np.float64) * n).astype(np.int64)
+  q, r = np.divmod(total, n)
+  up = (2 * r > n) | ((2 * r == n) & (q % 2 == 1))
+  return (q + up).astype(np.float32)
+
+
+def crop_window_host(frame, x0, y0, side, out_size, fill):
+  """`crop_window_opencv` on the host with OpenCV: the integer window
+  ``[x0, x0 + side) x [y0, y0 + side)`` of the frame padded with `fill`
+  (``copyMakeBorder`` of the part inside the frame), ``cv2.resize`` INTER_LINEAR
+  to out_size^2.
+
+  cv2.TrackerNano pads the whole frame and cuts the window from it; padding
+  only the part inside gives the same side x side image with less copying.
+
+  Args:
+    frame: (H, W, 3) uint8. x0, y0, side: ints. out_size: int.
+    fill: (3,) integer-valued pad value (`channel_mean_host`).
+  Returns:
+    (out_size, out_size, 3) uint8.
+  """
+  h, w, c = frame.shape
+  if side <= 0:
+    return np.zeros((out_size, out_size, c), np.uint8)
+  xa, xb = max(x0, 0), min(x0 + side, w)
+  ya, yb = max(y0, 0), min(y0 + side, h)
+  if xa >= xb or ya >= yb:   # nothing of the frame in the window
+    window = np.empty((side, side, c), np.uint8)
+    window[...] = np.asarray(fill).astype(np.uint8)
+  else:
+    window = frame[ya:yb, xa:xb]
+    pads = (ya - y0, y0 + side - yb, xa - x0, x0 + side - xb)
+    if any(pads):
+      window = cv2.copyMakeBorder(window, *pads, cv2.BORDER_CONSTANT,
+                                  value=tuple(float(v) for v in fill))
+  return cv2.resize(window, (out_size, out_size), interpolation=cv2.INTER_LINEAR)
+
+
+@functools.partial(jax.jit, static_argnames=('cfg',))
+def _template_window(cfg, box):
+  """(3,) ``[x0, y0, side]`` of the template window of the first box."""
+  center, _, s_z = _template_geometry(cfg, box)
+  x0, y0 = crop_origin(cfg, center, s_z)
+  return jnp.stack([x0, y0, s_z])
+
+
+def _host_input(cfg, patch, side):
+  """`_crop`'s output from a host crop, computed as `_crop` computes it (so that
+  XLA compiles what follows alike): a conditional on ``side > 0`` (the window side
+  stays used: where ``127 / s_z`` is the only user of a sqrt, XLA rewrites it as
+  ``127 * rsqrt``, which moved a box by one float32 ulp, seen on MotorRolling)."""
+  return network_input(cfg, _computed_if(side > 0, lambda: patch.astype(jnp.float32)))
+
+
+@functools.partial(jax.jit, static_argnames=('cfg',))
+def _init_from_crop(variables, cfg, patch, box, mean):
+  """`init_state` from a host template crop: (state, first search window)."""
+  center, size, s_z = _template_geometry(cfg, box)
+  state = _state_of_template(variables, cfg, _host_input(cfg, patch, s_z), center, size, mean)
+  return state, search_window(cfg, state)
+
+
+@functools.partial(jax.jit, static_argnames=('cfg', 'frame_hw'))
+def _track_crop(variables, cfg, state, patch, frame_hw):
+  """`_track` from a host search crop: (state, (8,) [box, score, next search window]),
+  one array so that the host reads it back in one transfer."""
+  s_x, scale_z = search_geometry(cfg, state.size)
+  state, box, score = _track_input(variables, cfg, state, _host_input(cfg, patch, s_x),
+                                   scale_z, frame_hw)
+  return state, jnp.concatenate([box, score[None], search_window(cfg, state)])
+
+
+_search_window = jax.jit(search_window, static_argnames=('cfg',))
+
+CROP_MODES = ('device', 'host')
+
+
 class NanoTracker:
   """Host-side wrapper: ``init(frame, box)``, ``update(frame) -> (box, score)``.
 
   Frames are uint8 RGB (H, W, 3); boxes are float [x, y, w, h] numpy arrays
   in the 0-based continuous convention.
+
+  ``crop`` (one of `CROP_MODES`): 'device' (default) sends the frame to the
+  jitted step, which crops it (`crop_window_opencv` / `crop_window`, the pure
+  functions `init` / `track` that vmap and grad users call); 'host' crops on
+  the host with OpenCV (`crop_window_host`, `channel_mean_host`; the same
+  pixels bit for bit, hence the same boxes) and sends only the crop, which is
+  faster on CPU (benchmarks/RESULTS.md). 'host' needs ``opencv_compat``
+  (OpenCV has no twin of the continuous crop).
   """
 
-  def __init__(self, variables, cfg=None):
+  def __init__(self, variables, cfg=None, crop='device'):
+    if crop not in CROP_MODES:
+      raise ValueError(f'NanoTracker: crop={crop!r}; allowed: {CROP_MODES}')
     # On the device once: numpy leaves would be copied in at every step.
     self.variables = jax.device_put(variables)
     self.cfg = freeze(default_config() if cfg is None else cfg)
+    if crop == 'host' and not self.cfg.opencv_compat:
+      raise ValueError("NanoTracker: crop='host' needs opencv_compat=True (the host crop "
+                       "is OpenCV's integer window; use crop='device' for the continuous one)")
+    self.crop = crop
     self.state = None
 
+  @property
+  def state(self):
+    return self._state
+
+  @state.setter
+  def state(self, state):
+    self._state = state
+    self._window = None   # host mode: [x0, y0, side] of the next search crop (of `state`)
+
   def init(self, frame, box):
-    self.state = _init(self.variables, self.cfg, jnp.asarray(frame),
-                       jnp.asarray(box, jnp.float32))
+    box = jnp.asarray(box, jnp.float32)
+    if self.crop == 'device':
+      self.state = _init(self.variables, self.cfg, jnp.asarray(frame), box)
+      return
+    frame = np.asarray(frame)
+    x0, y0, side = (int(v) for v in np.asarray(_template_window(self.cfg, box)))
+    mean = channel_mean_host(frame)
+    patch = crop_window_host(frame, x0, y0, side, self.cfg.exemplar_size, mean)
+    self.state, window = _init_from_crop(self.variables, self.cfg, patch, box, mean)
+    self._window = [int(v) for v in np.asarray(window)]
 
   def update(self, frame):
     if self.state is None:
       raise RuntimeError('NanoTracker.update called before init')
-    self.state, box, score = _track(self.variables, self.cfg, self.state,
-                                    jnp.asarray(frame))
-    return np.asarray(box, np.float64), float(score)
+    if self.crop == 'device':
+      self.state, box, score = _track(self.variables, self.cfg, self.state,
+                                      jnp.asarray(frame))
+      return np.asarray(box, np.float64), float(score)
+    frame = np.asarray(frame)
+    h, w = frame.shape[:2]
+    if self._window is None:   # a state set from outside: its window from the device
+      self._window = [int(v) for v in np.asarray(_search_window(self.cfg, self.state))]
+    x0, y0, side = self._window
+    outside = x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h
+    # each frame's own mean, only where the window leaves the frame (as `search_crop`)
+    fill = channel_mean_host(frame) if outside else np.zeros(3, np.float32)
+    patch = crop_window_host(frame, x0, y0, side, self.cfg.instance_size, fill)
+    self.state, out = _track_crop(self.variables, self.cfg, self.state, patch, (h, w))
+    out = np.asarray(out)
+    self._window = [int(v) for v in out[5:]]
+    return out[:4].astype(np.float64), float(out[4])
