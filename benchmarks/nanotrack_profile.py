@@ -10,12 +10,17 @@ interleaved (every repeat times every stage once, ``--calls`` calls each),
 so that load from other processes on a shared machine hits all of them
 alike; the medians over ``--repeats`` are reported (min and max too).
 
+``--crop device,host`` adds the stages of ``NanoTracker(crop='host')``
+(``jax_hostcrop_*``; ``jax_host_update`` stays the default wrapper's): the
+host crop (``channel_mean_host`` + ``crop_window_host``, OpenCV), the jitted
+step from the crop (network + post-processing) and the host wrapper.
+
 Every JAX call is waited for (``block_until_ready``). Inputs cycle over the
 first ``--calls`` frames of the sequence; JAX inputs are on the device
-before timing except for the host wrapper (which copies the frame in, as
-the runner does).
+before timing except for the host wrappers (which copy the frame or crop in,
+as the runner does).
 
-  python benchmarks/nanotrack_profile.py [--repeats 7 --calls 30]
+  python benchmarks/nanotrack_profile.py [--repeats 7 --calls 30] [--crop device,host]
 """
 import argparse
 import os
@@ -68,6 +73,27 @@ def jax_stages(variables, cfg, state, frames_dev, frames_host):
   }
 
 
+def jax_host_stages(variables, cfg, state, frames_host):
+  """{stage: callable} for ``NanoTracker(crop='host')``: host crop, step from the crop, wrapper."""
+  x0, y0, side = (int(v) for v in np.asarray(ntt.search_window(cfg, state)))
+  hw = frames_host[0].shape[:2]
+
+  def crop(f):   # what the wrapper does: each frame's mean where the window leaves the frame
+    outside = x0 < 0 or y0 < 0 or x0 + side > hw[1] or y0 + side > hw[0]
+    fill = ntt.channel_mean_host(f) if outside else np.zeros(3, np.float32)
+    return ntt.crop_window_host(f, x0, y0, side, cfg.instance_size, fill)
+
+  patches = [jax.device_put(crop(f)) for f in frames_host]
+  tracker = ntt.NanoTracker(variables, cfg, crop="host")
+  tracker.state = state
+  n = len(frames_host)
+  return {
+      "crop": lambda i: crop(frames_host[i % n]),
+      "step": lambda i: ntt._track_crop(variables, cfg, state, patches[i % n], hw),  # pylint: disable=protected-access
+      "update": lambda i: tracker.update(frames_host[i % n]),
+  }
+
+
 def cv2_stages(weights, version, frames_bgr, box):
   """{stage: callable} for OpenCV: crop, backbone / head through cv2.dnn, TrackerNano.update."""
   onnx = find_onnx(weights, version)
@@ -117,7 +143,13 @@ def main():
   ap.add_argument("--version", default="v2")
   ap.add_argument("--repeats", type=int, default=7)
   ap.add_argument("--calls", type=int, default=30)
+  ap.add_argument("--crop", default="device",
+                  help="'device' (the default tracker's stages) or 'device,host' (and the "
+                       "stages of NanoTracker(crop='host'))")
   args = ap.parse_args()
+  modes = [m.strip() for m in args.crop.split(",") if m.strip()]
+  if modes not in (["device"], ["device", "host"]):
+    raise SystemExit(f"--crop={args.crop!r}: 'device' or 'device,host'")
   seq = pathlib.Path(args.sequence)
   paths, box = common.otb_sequence(seq)
   paths = paths[:args.calls]
@@ -128,6 +160,9 @@ def main():
   state = ntt.init(variables, cfg, rgb[0], np.asarray(box, np.float32))
   dev = [jnp.asarray(f) for f in rgb]
   stages = {f"jax_{k}": v for k, v in jax_stages(variables, cfg, state, dev, rgb).items()}
+  if "host" in modes:
+    stages.update({f"jax_hostcrop_{k}": v for k, v in jax_host_stages(
+        variables, cfg, state, rgb).items()})
   stages.update({f"cv2_{k}": v for k, v in cv2_stages(
       pathlib.Path(args.weights), args.version, bgr, box).items()})
   for fn in stages.values():      # compile / warm up
@@ -140,7 +175,8 @@ def main():
         jax.block_until_ready(fn(i))
       times[k].append((time.perf_counter() - t0) / args.calls)
   res = common.header("nanotrack_profile", {"version": args.version, "sequence": seq.name,
-                                            "repeats": args.repeats, "calls": args.calls})
+                                            "repeats": args.repeats, "calls": args.calls,
+                                            "crop": modes})
   res["opencv_version"] = cv2.__version__
   res["frame_hw"] = list(bgr[0].shape[:2])
   res["median_ms"] = {k: round(1e3 * float(np.median(v)), 3) for k, v in times.items()}

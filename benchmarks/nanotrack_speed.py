@@ -10,10 +10,17 @@ step is waited for (the host class returns numpy boxes), so its time is end
 to end per frame: host->device frame copy, device crop, backbone, head,
 post-processing, box back to the host.
 
+``--crop`` names the `NanoTracker` crop modes to time (comma-separated, each
+a tracker of its own in the same lockstep; the order rotates over all
+trackers): 'device' (the default; keys ``jax_*``) and 'host' (OpenCV crop on
+the host, only the crop sent to the device; keys ``jax_host_*``).
+
 ``*_ms_per_frame`` is total time / frames over all repeats; ``*_median_ms``
-the median frame; ``jax_over_cv2`` the ratio of the totals, also per repeat.
+the median frame; ``jax_over_cv2`` (``jax_host_over_cv2``) the ratio of the
+totals, also per repeat.
 
   python benchmarks/nanotrack_speed.py [--sequence ../shared/data/otb_sample/MotorRolling]
+  python benchmarks/nanotrack_speed.py --crop device,host
 """
 import argparse
 import os
@@ -41,7 +48,14 @@ def main():
   ap.add_argument('--version', default='v2')
   ap.add_argument('--frames', type=int, default=0, help='0: all')
   ap.add_argument('--repeats', type=int, default=3)
+  ap.add_argument('--crop', default='device',
+                  help=f'comma-separated NanoTracker crop modes to time, of {ntt.CROP_MODES}')
   args = ap.parse_args()
+  modes = [m.strip() for m in args.crop.split(',') if m.strip()]
+  bad = [m for m in modes if m not in ntt.CROP_MODES]
+  if bad or not modes or len(set(modes)) != len(modes):
+    raise SystemExit(f'--crop={args.crop!r}: give distinct modes of {ntt.CROP_MODES}')
+  key = {m: 'jax' if m == 'device' else f'jax_{m}' for m in modes}   # JSON key prefixes
 
   seq = pathlib.Path(args.sequence)
   paths, box = common.otb_sequence(seq)
@@ -55,48 +69,59 @@ def main():
   onnx = find_onnx(weights, args.version)
 
   res = common.header('nanotrack_speed', {'version': args.version, 'sequence': seq.name,
-                                          'repeats': args.repeats})
-  tracker = ntt.NanoTracker(load_nanotrack(weights, args.version), ntt.default_config())
-  t0 = time.perf_counter()
-  tracker.init(rgb[0], np.array(box, float))
-  jax.block_until_ready(tracker.state)
-  tracker.update(rgb[1])
-  compile_s = time.perf_counter() - t0
+                                          'repeats': args.repeats, 'crop': modes})
+  variables = load_nanotrack(weights, args.version)
+  trackers, compile_s = {}, {}
+  for m in modes:
+    trackers[key[m]] = tracker = ntt.NanoTracker(variables, ntt.default_config(), crop=m)
+    t0 = time.perf_counter()
+    tracker.init(rgb[0], np.array(box, float))
+    jax.block_until_ready(tracker.state)
+    tracker.update(rgb[1])
+    compile_s[key[m]] = time.perf_counter() - t0
 
   params = cv2.TrackerNano_Params()
   params.backbone, params.neckhead = str(onnx['backbone']), str(onnx['head'])
-  times = {'jax': [], 'cv2': []}
-  per_repeat = []
+  names = list(trackers) + ['cv2']
+  times = {k: [] for k in names}
+  per_repeat = {k: [] for k in trackers}
   for r in range(args.repeats):
     ref = cv2.TrackerNano_create(params)
     ref.init(bgr[0], box)
-    tracker.init(rgb[0], np.array(box, float))
-    steps = {'jax': lambda i: tracker.update(rgb[i]), 'cv2': lambda i: ref.update(bgr[i])}
-    rep = {'jax': 0., 'cv2': 0.}
+    for tracker in trackers.values():
+      tracker.init(rgb[0], np.array(box, float))
+    steps = {k: (lambda i, t=t: t.update(rgb[i])) for k, t in trackers.items()}
+    steps['cv2'] = lambda i: ref.update(bgr[i])
+    rep = {k: 0. for k in names}
     for i in range(1, len(paths)):
-      order = ('jax', 'cv2') if (i + r) % 2 == 0 else ('cv2', 'jax')
-      for name in order:
+      first = (i + r) % len(names)     # two trackers: JAX first on even i + r, as before
+      for name in names[first:] + names[:first]:
         t = time.perf_counter()
         steps[name](i)
         dt = time.perf_counter() - t
         times[name].append(dt)
         rep[name] += dt
-    per_repeat.append(round(rep['jax'] / rep['cv2'], 3))
+    for k in trackers:
+      per_repeat[k].append(round(rep[k] / rep['cv2'], 3))
 
-  n = len(times['jax'])
+  n = len(times['cv2'])
   total = {k: float(np.sum(v)) for k, v in times.items()}
   res.update({
       'opencv_version': cv2.__version__, 'cv2_threads': cv2.getNumThreads(),
       'nanotrack_version': args.version, 'sequence': seq.name,
       'frame_hw': list(bgr[0].shape[:2]), 'tracked_frames': len(paths) - 1,
-      'repeats': args.repeats, 'jax_compile_s': round(compile_s, 2),
-      'jax_fps': round(n / total['jax'], 1), 'jax_ms_per_frame': round(1e3 * total['jax'] / n, 2),
-      'jax_median_ms': round(1e3 * float(np.median(times['jax'])), 2),
-      'cv2_fps': round(n / total['cv2'], 1), 'cv2_ms_per_frame': round(1e3 * total['cv2'] / n, 2),
-      'cv2_median_ms': round(1e3 * float(np.median(times['cv2'])), 2),
-      'jax_over_cv2': round(total['jax'] / total['cv2'], 3),
-      'jax_over_cv2_per_repeat': per_repeat,
-  })
+      'repeats': args.repeats})
+  for k in names:
+    if k in compile_s:
+      res[f'{k}_compile_s'] = round(compile_s[k], 2)
+    res.update({f'{k}_fps': round(n / total[k], 1),
+                f'{k}_ms_per_frame': round(1e3 * total[k] / n, 2),
+                f'{k}_median_ms': round(1e3 * float(np.median(times[k])), 2)})
+  for k in trackers:
+    res[f'{k}_over_cv2'] = round(total[k] / total['cv2'], 3)
+    res[f'{k}_over_cv2_per_repeat'] = per_repeat[k]
+  if 'jax' in trackers and 'jax_host' in trackers:
+    res['jax_host_over_jax'] = round(total['jax_host'] / total['jax'], 3)
   common.finish(res)
 
 
