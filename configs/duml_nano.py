@@ -15,9 +15,13 @@ list: an optional preset first, then ``key=value`` overrides:
                             `python -m duml_jax.training.meta_nano --workdir=...` folder;
                             evaluate.py's --checkpoint sets the same key)
   nanotrack,version=v1      NanoTrack v1 weights (v1 | v2)
+  nanotrack,crop=host       the same tracker (same boxes) cropping on the host with
+                            OpenCV, only the crop sent to the device: faster on CPU
+                            (`nanotrack_tracker.NanoTracker`, benchmarks/RESULTS.md)
 
 Keys: ``mu``, ``voting`` (duml_nano / onr only), ``online_params`` (duml_nano /
-onr only), ``version``, ``weights``. Every other field with
+onr only), ``crop`` (nanotrack only: ``tracking.crop``, device | host),
+``version``, ``weights``. Every other field with
 ``--config.SECTION.KEY=VALUE`` (e.g. ``--config.tracking.nanotrack.
 window_influence=0.4``); unknown keys fail naming the key.
 
@@ -54,6 +58,7 @@ def get_config(arg=None):
   c.model.weights = str(nano_convert.default_weights_dir())
   if preset == "nanotrack":
     c.tracking = ml_collections.ConfigDict({"nanotrack": ntt.default_config()})
+    c.tracking.crop = "device"       # ntt.CROP_MODES: 'host' crops with OpenCV, same boxes
   else:
     c.model.online_params = ""      # meta_nano workdir (online_params.npz); "" = closed form
     c.tracking = dnt.default_config()
@@ -65,12 +70,14 @@ def get_config(arg=None):
   return c
 
 
-_OVERRIDES = {
-    "mu": (("tracking",), "mu", float),
-    "voting": (("tracking",), "score_voting", config_args.as_bool),
-    "online_params": (("model",), "online_params", str),
-    "version": (("tracking", "nanotrack"), "version", str),
-    "weights": (("model",), "weights", str),
+_NO_ONLINE = "it has no online branch"
+_OVERRIDES = {   # key: (section path, field, cast, why a preset without the field lacks it)
+    "mu": (("tracking",), "mu", float, _NO_ONLINE),
+    "voting": (("tracking",), "score_voting", config_args.as_bool, _NO_ONLINE),
+    "online_params": (("model",), "online_params", str, _NO_ONLINE),
+    "crop": (("tracking",), "crop", str, "only the 'nanotrack' tracker has a host crop"),
+    "version": (("tracking", "nanotrack"), "version", str, None),
+    "weights": (("model",), "weights", str, None),
 }
 
 
@@ -78,13 +85,13 @@ def _apply_override(c, key, value, arg):
   if key not in _OVERRIDES:
     raise ValueError(f"config arg {arg!r}: unknown key {key!r}; known keys: "
                      f"{sorted(_OVERRIDES)} (other keys: --config.KEY=VALUE)")
-  path, field, cast = _OVERRIDES[key]
+  path, field, cast, why = _OVERRIDES[key]
   section = c
   for name in path:
     section = section[name]
   if field not in section:
     raise ValueError(f"config arg {arg!r}: key {key!r} does not apply to the "
-                     f"{c.name!r} preset (it has no online branch)")
+                     f"{c.name!r} preset ({why})")
   try:
     value = cast(value)
   except ValueError as e:
@@ -93,4 +100,6 @@ def _apply_override(c, key, value, arg):
     raise ValueError(f"config arg {arg!r}: mu={value} outside [0, 1]")
   if key == "version" and value not in nt.VERSIONS:
     raise ValueError(f"config arg {arg!r}: version={value!r}; allowed: {nt.VERSIONS}")
+  if key == "crop" and value not in ntt.CROP_MODES:
+    raise ValueError(f"config arg {arg!r}: crop={value!r}; allowed: {ntt.CROP_MODES}")
   section[field] = value

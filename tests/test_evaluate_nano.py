@@ -52,6 +52,8 @@ def test_presets_and_overrides():
           c.model.online_params) == (0.5, False, "v1", "/x/meta")
   assert nano_config.get_config("onr").tracking.mu == 1.0
   assert nano_config.get_config("nanotrack,weights=/w").model.weights == "/w"
+  assert nano_config.get_config("nanotrack").tracking.crop == "device"
+  assert nano_config.get_config("nanotrack,crop=host").tracking.crop == "host"
   # The names say what runs.
   assert nano.tracker_name(nano_config.get_config("nanotrack")) == "NanoTrack-JAX-v2"
   assert evaluate_lib.tracker_name(nano_config.get_config("onr,voting=0")) == (
@@ -69,6 +71,9 @@ def test_presets_and_overrides():
     ("duml_nano,mu=abc", "mu='abc'"),
     ("duml_nano,version=v9", "version='v9'"),
     ("duml_nano,onr", "'onr' must be key=value"),
+    ("nanotrack,crop=gpu", r"crop='gpu'; allowed: \('device', 'host'\)"),
+    ("duml_nano,crop=host", "'crop' does not apply to the 'duml_nano' preset "
+                            r"\(only the 'nanotrack' tracker has a host crop\)"),
 ])
 def test_config_errors_name_the_key(arg, match):
   with pytest.raises(ValueError, match=match):
@@ -95,6 +100,10 @@ def test_locked_config_and_bad_inputs_fail_clearly(tmp_path):
   c = nano_config.get_config("nanotrack")
   c.tracker = "nanotrak"                    # e.g. --config.tracker=nanotrak
   with pytest.raises(ValueError, match="config.tracker='nanotrak'"):
+    evaluate_lib.make_tracker(c, {})
+  c = nano_config.get_config("nanotrack")
+  c.tracking.crop = "gpu"                   # --config.tracking.crop=gpu
+  with pytest.raises(ValueError, match="config.tracking.crop='gpu'"):
     evaluate_lib.make_tracker(c, {})
 
 
@@ -156,6 +165,16 @@ def test_nanotrack_config_through_evaluate(mini_otb, weights, tmp_path):
     # cv2.TrackerNano (int boxes) as the baseline: within a pixel of ours.
     cv = _results(out, "NanoTrack-cv2-v2", seq.name)
     assert np.abs(cv[1:] - ours[1:]).max() < 1. + 1e-3, seq.name
+  # tracking.crop=host (OpenCV crop on the host): the same result files, byte for byte.
+  host_config, _ = evaluate_lib.config_and_variables(
+      nano_config.get_config(f"nanotrack,crop=host,weights={weights}"))
+  assert evaluate_lib.make_single_tracker(host_config, variables).crop == "host"
+  host_out = str(tmp_path / "out_host")
+  evaluate_lib.evaluate_model(host_config, variables, "otb", str(mini_otb), host_out, plot=False)
+  for seq in SEQS:
+    with open(os.path.join(out, name, f"{seq}.txt")) as a, \
+         open(os.path.join(host_out, name, f"{seq}.txt")) as b:
+      assert a.read() == b.read(), seq
 
 
 def test_duml_nano_configs_with_a_meta_checkpoint(mini_otb, weights, tmp_path):

@@ -107,7 +107,10 @@ def make_single_tracker(config, variables, name: Optional[str] = None):
   _check_tracker(config)
   name = name or tracker_name(config)
   if config.tracker == "nanotrack":
-    return ntt.NanoTracker(variables, config.tracking.nanotrack)
+    crop = config.tracking.get("crop", "device")
+    if crop not in ntt.CROP_MODES:
+      raise ValueError(f"config.tracking.crop={crop!r}; allowed: {ntt.CROP_MODES}")
+    return ntt.NanoTracker(variables, config.tracking.nanotrack, crop=crop)
   return dnt.DuMLNanoTracker(build_model(config), variables, dnt.params(config.tracking), name)
 
 
