@@ -266,6 +266,11 @@ def test_host_crop_equals_device_crop_on_otb_frames(otb_sample):
         assert host.shape == (out, out, 3) and host.dtype == np.uint8
         np.testing.assert_array_equal(host, np.asarray(dev).astype(np.uint8),
                                       err_msg=f'{path}: window {(x0, y0, side, out)}')
+        buf = ntt.aligned_empty((out, out, 3))     # written in place (the tracker's buffer)
+        assert buf.ctypes.data % 64 == 0
+        buf[...] = 77
+        assert ntt.crop_window_host(frame, x0, y0, side, out, mean, buf) is buf
+        np.testing.assert_array_equal(buf, host)
 
 
 def test_continuous_crop_by_hand():
