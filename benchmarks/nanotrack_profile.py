@@ -75,15 +75,11 @@ def jax_stages(variables, cfg, state, frames_dev, frames_host):
 
 def jax_host_stages(variables, cfg, state, frames_host):
   """{stage: callable} for ``NanoTracker(crop='host')``: host crop, step from the crop, wrapper."""
-  x0, y0, side = (int(v) for v in np.asarray(ntt.search_window(cfg, state)))
+  window = [int(v) for v in np.asarray(ntt.search_window(cfg, state))]
   hw = frames_host[0].shape[:2]
-
-  def crop(f):   # what the wrapper does: each frame's mean where the window leaves the frame
-    outside = x0 < 0 or y0 < 0 or x0 + side > hw[1] or y0 + side > hw[0]
-    fill = ntt.channel_mean_host(f) if outside else np.zeros(3, np.float32)
-    return ntt.crop_window_host(f, x0, y0, side, cfg.instance_size, fill)
-
-  patches = [jax.device_put(crop(f)) for f in frames_host]
+  buf = ntt.aligned_empty((cfg.instance_size, cfg.instance_size, 3))
+  crop = lambda f: ntt.search_crop_host(cfg, f, window, buf)   # what the wrapper does
+  patches = [jax.device_put(ntt.search_crop_host(cfg, f, window)) for f in frames_host]
   tracker = ntt.NanoTracker(variables, cfg, crop="host")
   tracker.state = state
   n = len(frames_host)

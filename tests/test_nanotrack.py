@@ -253,8 +253,10 @@ def _host_crop_windows(h, w):
 
 def test_host_crop_equals_device_crop_on_otb_frames(otb_sample):
   """`crop_window_host` (OpenCV) equals `crop_window_opencv` (device) bit for bit,
-  and `channel_mean_host` equals `channel_mean`, on real frames of every sequence."""
+  `channel_mean_host` equals `channel_mean` and `search_crop_host` `search_crop`, on
+  real frames of every sequence."""
   device_crop = jax.jit(ntt.crop_window_opencv, static_argnums=4)
+  cfg = ntt.freeze(ntt.default_config())
   for name, frames, _ in _read_otb_sample(otb_sample):
     for path in (frames[0], frames[len(frames) // 2]):
       frame = np.ascontiguousarray(cv2.imread(str(path))[..., ::-1])
@@ -271,6 +273,16 @@ def test_host_crop_equals_device_crop_on_otb_frames(otb_sample):
         buf[...] = 77
         assert ntt.crop_window_host(frame, x0, y0, side, out, mean, buf) is buf
         np.testing.assert_array_equal(buf, host)
+      # The search crop of a state, inside the frame (no fill) and leaving it (mean fill).
+      h, w = frame.shape[:2]
+      for center, size in (((w / 2, h / 2), (20., 15.)), ((10.5, h - 3.2), (60., 90.))):
+        state = ntt.NanoState(jnp.zeros((1, 8, 8, 48)), jnp.array(center, jnp.float32),
+                              jnp.array(size, jnp.float32), jnp.zeros(3))
+        dev = jax.jit(ntt.search_crop, static_argnums=0)(cfg, state, jnp.asarray(frame))[0]
+        window = [int(v) for v in np.asarray(ntt.search_window(cfg, state))]
+        host = ntt.search_crop_host(cfg, frame, window)
+        np.testing.assert_array_equal(host, np.asarray(dev[0]).astype(np.uint8),
+                                      err_msg=f'{path}: search window {window}')
 
 
 def test_continuous_crop_by_hand():

@@ -638,6 +638,22 @@ def crop_window_host(frame, x0, y0, side, out_size, fill, out=None):
   return cv2.resize(window, (out_size, out_size), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
+def search_crop_host(cfg, frame, window, out=None):
+  """The host twin of `search_crop`'s crop: (255, 255, 3) uint8 of the search window
+  ``[x0, y0, side]`` (`search_window`), padded with the frame's own mean
+  (`channel_mean_host`, computed only when the window leaves the frame)."""
+  x0, y0, side = window
+  h, w = frame.shape[:2]
+  outside = x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h
+  fill = channel_mean_host(frame) if outside else np.zeros(3, np.float32)
+  return crop_window_host(frame, x0, y0, side, cfg.instance_size, fill, out)
+
+
+def _ints(a):
+  """A small device array of integer values (a window) as a list of Python ints."""
+  return [int(v) for v in np.asarray(a)]
+
+
 @functools.partial(jax.jit, static_argnames=('cfg',))
 def _template_window(cfg, box):
   """(3,) ``[x0, y0, side]`` of the template window of the first box."""
@@ -722,11 +738,11 @@ class NanoTracker:
       self.state = _init(self.variables, self.cfg, jnp.asarray(frame), box)
       return
     frame = np.asarray(frame)
-    x0, y0, side = (int(v) for v in np.asarray(_template_window(self.cfg, box)))
+    x0, y0, side = _ints(_template_window(self.cfg, box))
     mean = channel_mean_host(frame)
     patch = crop_window_host(frame, x0, y0, side, self.cfg.exemplar_size, mean)
     self.state, window = _init_from_crop(self.variables, self.cfg, patch, box, mean)
-    self._window = [int(v) for v in np.asarray(window)]
+    self._window = _ints(window)
 
   def update(self, frame):
     if self.state is None:
@@ -736,15 +752,10 @@ class NanoTracker:
                                       jnp.asarray(frame))
       return np.asarray(box, np.float64), float(score)
     frame = np.asarray(frame)
-    h, w = frame.shape[:2]
     if self._window is None:   # a state set from outside: its window from the device
-      self._window = [int(v) for v in np.asarray(_search_window(self.cfg, self.state))]
-    x0, y0, side = self._window
-    outside = x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h
-    # each frame's own mean, only where the window leaves the frame (as `search_crop`)
-    fill = channel_mean_host(frame) if outside else np.zeros(3, np.float32)
-    patch = crop_window_host(frame, x0, y0, side, self.cfg.instance_size, fill, self._patch)
-    self.state, out = _track_crop(self.variables, self.cfg, self.state, patch, (h, w))
+      self._window = _ints(_search_window(self.cfg, self.state))
+    patch = search_crop_host(self.cfg, frame, self._window, self._patch)
+    self.state, out = _track_crop(self.variables, self.cfg, self.state, patch, frame.shape[:2])
     out = np.asarray(out)
-    self._window = [int(v) for v in out[5:]]
+    self._window = _ints(out[5:])
     return out[:4].astype(np.float64), float(out[4])
