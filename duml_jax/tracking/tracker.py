@@ -380,13 +380,16 @@ def refine_filter(model: DuML, variables, tcfg: TrackingParams, state: TrackerSt
   return refine_state(model, variables, tcfg, state, iters)
 
 
-def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
-  """One frame: (new state, {'box': (4,) xywh, 'score', 'flag', 'iters'}).
+def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+  """Steps 1-3 of the module docstring on one frame, without moving the state.
 
-  ``iters`` is the number of SD-GN steps due on this frame (0 when none);
-  the filter in the returned state is not yet refined (see `refine_filter`).
+  Returns {'box_crop': (4,) chosen (cx, cy, w, h) offset box at crop scale (before size
+  smoothing), 'lr': its size-smoothing rate, 'score': its fused score, 'scale_z',
+  'target_wh': the state's size at crop scale, 'features': the search features,
+  'raw_online': raw online scores (S, S, A) or None}. `_track` is this plus the state
+  update; `duml_jax.evaluation.diagnose` calls it on states it sets (e.g. a wrong size)
+  to read what the box head measures.
   """
-  _check(model, tcfg)
   _, s_x, scale_z = crops.crop_scales(state.size, tcfg.context_amount, tcfg.exemplar_size,
                                       tcfg.search_size)
   x = crops.crop(frame, state.mean, state.image_size, state.centre, s_x, tcfg.search_size)
@@ -398,6 +401,20 @@ def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fr
     raw = online_lib.online_scores(state.filter[None], xf["online"], model.online_crop)[0]
   target_wh = state.size * scale_z
   box_crop, lr, score = localise(model, tcfg, heads, raw, target_wh)
+  return {"box_crop": box_crop, "lr": lr, "score": score, "scale_z": scale_z,
+          "target_wh": target_wh, "features": xf, "raw_online": raw}
+
+
+def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+  """One frame: (new state, {'box': (4,) xywh, 'score', 'flag', 'iters'}).
+
+  ``iters`` is the number of SD-GN steps due on this frame (0 when none);
+  the filter in the returned state is not yet refined (see `refine_filter`).
+  """
+  _check(model, tcfg)
+  m = measure(model, variables, tcfg, state, frame)
+  xf, raw, scale_z, target_wh = m["features"], m["raw_online"], m["scale_z"], m["target_wh"]
+  box_crop, lr, score = m["box_crop"], m["lr"], m["score"]
   centre, size = postprocess.update_target(state.centre, state.size, box_crop, scale_z, lr,
                                            state.image_size, tcfg.min_size)
   frame_idx = state.frame + 1
