@@ -46,9 +46,9 @@ SHARED = REPO.parent / "shared"
 def jax_stages(variables, cfg, state, frames_dev, frames_host):
   """{stage: zero-argument callable of call index} for the JAX tracker."""
   backbone, head = nt.build(cfg.version)
-  crop = jax.jit(lambda s, f: ntt.search_crop(cfg, s, f)[0])
-  bb = jax.jit(backbone.apply)
-  hd = jax.jit(head.apply)
+  crop = ntt.jit(lambda s, f: ntt.search_crop(cfg, s, f)[0])
+  bb = ntt.jit(backbone.apply)
+  hd = ntt.jit(head.apply)
 
   def post_fn(s, cls, loc, f):
     _, scale_z = ntt.search_geometry(cfg, s.size)
@@ -56,7 +56,7 @@ def jax_stages(variables, cfg, state, frames_dev, frames_host):
     best, penalty, boxes = ntt.select(cfg, score, loc[0], s, scale_z)
     lr = penalty[best] * score.reshape(-1)[best] * cfg.lr
     return ntt.move(cfg, s, boxes[best], lr, scale_z, f.shape[:2])
-  post = jax.jit(post_fn)
+  post = ntt.jit(post_fn)
   x = crop(state, frames_dev[0])
   xf = bb(variables["backbone"], x)
   cls, loc = hd(variables["head"], state.z_feat, xf)

@@ -308,6 +308,19 @@ def test_windows_and_point_decoding():
   assert (float(cx[0, 3]), float(cy[0, 3])) == (-80., -128.)  # (3 - 8) * 16, (0 - 8) * 16
 
 
+def test_jit_compiles_with_the_compiler_options():
+  """`ntt.jit` (every tracker step) compiles a 1x1 conv + squeeze-excitation mean with
+  `COMPILER_OPTIONS` on this XLA (an unknown option or enum value fails at compile), to
+  the same values as plain `jax.jit` up to float32 summation order."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 16, 16, 40))
+  w = jax.random.normal(jax.random.PRNGKey(1), (40, 240))
+  f = lambda x, w: jnp.mean(jnp.einsum('bhwc,cd->bhwd', x, w), axis=(1, 2))
+  jitted = ntt.jit(f)
+  assert jitted.lower(x, w).compile() is not None
+  np.testing.assert_allclose(jitted(x, w), jax.jit(f)(x, w), rtol=1e-5, atol=1e-5)
+  assert ntt.jit(static_argnames=('k',))(lambda x, k: x * k)(x, k=2).shape == x.shape
+
+
 def test_config_errors_name_the_key():
   cfg = ntt.default_config()
   cfg.windw_influence = 0.4

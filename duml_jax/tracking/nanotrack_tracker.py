@@ -69,6 +69,22 @@ import numpy as np
 
 from duml_jax.models import nanotrack as nt
 
+# XLA compile options of every jitted step here. On CPU, XLA's YNNPACK fusions are kept
+# for reductions only: its 1x1 convolutions / dots of NanoTrack's shapes were 3-10x
+# slower than XLA's default dots (block 2's 4096x16x72 expansion 0.39 vs ~0.05 ms), and
+# without YNNPACK for the reductions the squeeze-excitation means are slower. Backbone
+# 2.40 -> 1.68 ms, head 1.02 -> 0.71 ms (benchmarks/RESULTS.md, 2026-12-01 14:16). Other
+# backends ignore xla_cpu_* options.
+COMPILER_OPTIONS = {'xla_cpu_experimental_ynn_fusion_type': 'LIBRARY_FUSION_TYPE_REDUCE'}
+
+
+def jit(fun=None, **kwargs):
+  """`jax.jit` with `COMPILER_OPTIONS` (also a decorator factory: ``@jit(static_argnames=...)``)."""
+  if fun is None:
+    return functools.partial(jit, **kwargs)
+  return jax.jit(fun, compiler_options=COMPILER_OPTIONS, **kwargs)
+
+
 
 def default_config():
   """Hyper-parameters of ``cv2.TrackerNano`` (OpenCV 4.7+ / 5.0)."""
@@ -407,7 +423,7 @@ def init_state(variables, cfg, frame, box):
   return _state_of_template(variables, cfg, z, center, size, mean)
 
 
-_init = jax.jit(init_state, static_argnames=('cfg',))
+_init = jit(init_state, static_argnames=('cfg',))
 
 
 def decode_points(cfg, loc):
@@ -519,7 +535,7 @@ def _track_input(variables, cfg, state, x, scale_z, frame_hw):
   return state, box, flat_score[best]
 
 
-@functools.partial(jax.jit, static_argnames=('cfg',))
+@jit(static_argnames=('cfg',))
 def _track(variables, cfg, state, frame):
   x, _, scale_z = search_crop(cfg, state, frame)
   return _track_input(variables, cfg, state, x, scale_z, frame.shape[:2])
@@ -654,7 +670,7 @@ def _ints(a):
   return [int(v) for v in np.asarray(a)]
 
 
-@functools.partial(jax.jit, static_argnames=('cfg',))
+@jit(static_argnames=('cfg',))
 def _template_window(cfg, box):
   """(3,) ``[x0, y0, side]`` of the template window of the first box."""
   center, _, s_z = _template_geometry(cfg, box)
@@ -670,7 +686,7 @@ def _host_input(cfg, patch, side):
   return network_input(cfg, _computed_if(side > 0, lambda: patch.astype(jnp.float32)))
 
 
-@functools.partial(jax.jit, static_argnames=('cfg',))
+@jit(static_argnames=('cfg',))
 def _init_from_crop(variables, cfg, patch, box, mean):
   """`init_state` from a host template crop: (state, first search window)."""
   center, size, s_z = _template_geometry(cfg, box)
@@ -678,7 +694,7 @@ def _init_from_crop(variables, cfg, patch, box, mean):
   return state, search_window(cfg, state)
 
 
-@functools.partial(jax.jit, static_argnames=('cfg', 'frame_hw'))
+@jit(static_argnames=('cfg', 'frame_hw'))
 def _track_crop(variables, cfg, state, patch, frame_hw):
   """`_track` from a host search crop: (state, (8,) [box, score, next search window]),
   one array so that the host reads it back in one transfer."""
@@ -688,7 +704,7 @@ def _track_crop(variables, cfg, state, patch, frame_hw):
   return state, jnp.concatenate([box, score[None], search_window(cfg, state)])
 
 
-_search_window = jax.jit(search_window, static_argnames=('cfg',))
+_search_window = jit(search_window, static_argnames=('cfg',))
 
 CROP_MODES = ('device', 'host')
 
