@@ -36,7 +36,6 @@ Frames are uint8 RGB (H, W, 3); boxes [x, y, w, h] 0-based continuous
 pixels. One sequence per call (the runner adapter drives lanes one by one).
 """
 import dataclasses
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -140,7 +139,7 @@ def init(model: dn.DuMLNano, variables, p: NanoParams, frame, box) -> State:
                jnp.asarray(box, jnp.float32))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
+@ntt.jit(static_argnums=(0, 2))   # NanoTrack's compile options: same network values as NanoTracker
 def _init(model, variables, p, frame, box):
   cfg = p.nano
   box = jnp.asarray(box, jnp.float32)
@@ -187,7 +186,7 @@ def track(model: dn.DuMLNano, variables, p: NanoParams, state: State, frame):
   return _track(model, variables, static, state, frame, jnp.float32(p.mu))
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
+@ntt.jit(static_argnums=(0, 2))   # NanoTrack's compile options: same network values as NanoTracker
 def _track(model, variables, p, state, frame, mu):
   cfg = p.nano
   x, s_x, scale_z = ntt.search_crop(cfg, state.nano, frame)
