@@ -99,7 +99,8 @@ def test_diagnose_end_to_end_on_validation_sequences(tiny_model, tmp_path, capsy
   assert sum(report["loss_events"].values()) == n_events
   assert all(0. <= s["mean_iou"] <= 1. for s in report["sequences"])
   assert json.load(open(os.path.join(out, "report.json")))["mean_iou"] == report["mean_iou"]
-  assert "scale response" in diagnose.summary(report)
+  assert set(report["training_pairs_size_bias"]) == {"augmented", "nominal"}
+  assert "scale response" in diagnose.summary(report) and "training pairs" in diagnose.summary(report)
   assert "[diagnose] 2/2" in capsys.readouterr().out
 
 
@@ -111,3 +112,24 @@ def test_diagnose_refuses_training_seeds_and_scales_without_one(tiny_model, tmp_
   bad.data.synthetic.num_videos = synthetic.VALIDATION_SEEDS.start + 1
   with pytest.raises(ValueError, match="overlap the validation seeds"):
     diagnose.diagnose(bad, variables, str(tmp_path), 1, 4)
+
+
+def test_log_size_errors_by_hand():
+  pred = np.zeros((2, 4))
+  pred[0] = [0.3, 0.1, np.log(1.2), np.log(1.2)]     # 20% larger than the anchor
+  pred[1] = [0., 0., 5., 5.]                          # off the mask
+  target = np.zeros((2, 4))
+  target[0, 2:] = [np.log(1.1), np.log(0.9)]
+  errs = diagnose.log_size_errors(pred, target, [True, False])
+  np.testing.assert_allclose(errs, [np.log(1.2) - 0.5 * np.log(0.99)])
+
+
+def test_training_pairs_size_bias_runs_on_a_restored_style_config(tiny_model):
+  c, _, variables = tiny_model
+  # A checkpoint's config comes back from JSON with its datasets as plain dicts.
+  restored = duml_configs.get_config("tiny").unlock()
+  restored.data.datasets = [dict(e) for e in restored.data.datasets]
+  out = diagnose.training_pairs_size_bias(restored, variables, num_pairs=4, augment=False)
+  assert out["pairs"] == 4 and out["n"] > 0 and np.isfinite(out["mean"])
+  aug = diagnose.training_pairs_size_bias(c, variables, num_pairs=4, augment=True)
+  assert aug["pairs"] == 4 and aug["mean"] != out["mean"]

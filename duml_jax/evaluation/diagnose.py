@@ -18,6 +18,10 @@ held-out ones) one pass with the checkpoint's tracking settings and reports:
    the fraction of a wrong scale the box does not correct in one frame (0 ideal, 1 none).
    With the size smoothing rate lr the tracked log-size error settles near
    bias / (1 - slope).
+3. **The box head on training pairs** (`training_pairs_size_bias`): the same log-size error
+   on the data pipeline's crops of training videos, with their augmentation and centred at
+   the nominal scale (no shift / scale / zoom), to tell a bias of the head itself from a
+   train / track mismatch.
 
 Writes ``WORKDIR/diagnose/report.json`` (or ``--out``) and prints a summary.
 """
@@ -99,6 +103,57 @@ def scale_slope(log_k: Sequence[float], log_err: Sequence[float]) -> float:
                           1)[0])
 
 
+def log_size_errors(pred_deltas, target_deltas, mask):
+  """log(predicted / true size) of the anchors in `mask`: 0.5 (dw + dh) of the predicted
+  minus that of the target SiamRPN offsets (`labels.box_targets`), (..., 4) each."""
+  p, t = np.asarray(pred_deltas, np.float64), np.asarray(target_deltas, np.float64)
+  m = np.asarray(mask, bool)
+  return (0.5 * (p[..., 2] + p[..., 3]) - 0.5 * (t[..., 2] + t[..., 3]))[m]
+
+
+def training_pairs_size_bias(config, variables, num_pairs=256, augment=True, seed=12345,
+                             radius=0.6):
+  """Mean log-size error of the box head on training pairs (the data pipeline's crops of
+  *training* videos, first support template x first query search), at the anchors within
+  `radius` cells of the target centre, inference-mode BatchNorm.
+
+  With ``augment=False`` the search and template crops have no shift, scale or zoom
+  augmentation (the target centred at the nominal scale, what a tracker whose state is right
+  crops): a bias there is the head's own, not a train / track mismatch.
+  """
+  from duml_jax import config_lib  # pylint: disable=g-import-not-at-top
+  from duml_jax import labels as labels_lib  # pylint: disable=g-import-not-at-top
+  from duml_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from duml_jax.models import duml as duml_lib  # pylint: disable=g-import-not-at-top
+  from duml_jax.training import objectives  # pylint: disable=g-import-not-at-top
+  from duml_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  d = trainer.data_config(config)
+  if not augment:
+    for aug in (d.search_aug, d.template_aug):
+      for key in ("shift", "scale", "zoom"):
+        aug[key] = 0.0
+  fn = pipeline.SampleFn(d, pipeline.load_sources(d), seed)
+  exs = [fn(i) for i in range(int(num_pairs))]
+  if "query_search" in exs[0]:
+    z = np.stack([e["support_template"][0] for e in exs])
+    x = np.stack([e["query_search"][0] for e in exs])
+    box = np.stack([e["query_box"][0] for e in exs])
+  else:
+    keep = [e for e in exs if not e["negative"]]
+    z, x = np.stack([e["template"] for e in keep]), np.stack([e["search"] for e in keep])
+    box = np.stack([e["search_box"] for e in keep])
+  model = duml_lib.build_model(config.model)
+  out = jax.jit(lambda v, a, b: model.apply(v, a, b, train=False))(
+      variables, jnp.asarray(z, jnp.float32), jnp.asarray(x, jnp.float32))
+  anchors = objectives.offline_anchors(config.model, config_lib.box_anchors(config.model))
+  box = jnp.asarray(box, jnp.float32)
+  pos = jax.vmap(lambda b: labels_lib.centre_radius_labels(anchors, b, radius=radius))(box)
+  targets = jax.vmap(lambda b: labels_lib.box_targets(anchors, b))(box)
+  errs = log_size_errors(out["box"][..., :4], targets, np.asarray(pos) == 1)
+  return {"mean": float(errs.mean()), "median": float(np.median(errs)), "n": int(errs.size),
+          "pairs": int(len(box))}
+
+
 def _measure_fn(model, variables, tcfg):
   @jax.jit
   def measured_size(state, frame):
@@ -177,6 +232,8 @@ def diagnose(config, variables, out_dir, num_sequences=16, num_frames=150, scale
   response = {f"{k:g}": {"mean": float(np.mean(all_errs[k])),
                          "sd": float(np.std(all_errs[k])), "n": len(all_errs[k])}
               for k in scales}
+  training_pairs = {name: training_pairs_size_bias(config, variables, augment=aug)
+                    for name, aug in (("augmented", True), ("nominal", False))}
   report = {
       "checkpoint_config": config.name, "benchmark_settings": benchmark,
       "num_sequences": len(seqs), "num_frames": int(num_frames),
@@ -187,6 +244,7 @@ def diagnose(config, variables, out_dir, num_sequences=16, num_frames=150, scale
       "scale_response": response,
       "size_bias": response["1"]["mean"],
       "scale_slope": scale_slope(log_k, flat) if len(set(log_k)) > 1 else None,
+      "training_pairs_size_bias": training_pairs,
       "sequences": per_seq,
   }
   os.makedirs(out_dir, exist_ok=True)
@@ -204,6 +262,11 @@ def summary(report) -> str:
   lines.append("scale response, log(measured / true size) at true centre, size x k: " +
                ", ".join(f"k={k} {v['mean']:+.3f} (sd {v['sd']:.3f})"
                          for k, v in report["scale_response"].items()))
+  tp = report.get("training_pairs_size_bias")
+  if tp:
+    lines.append(f"box head on training pairs (inference BN), log(predicted / true size): "
+                 f"{tp['augmented']['mean']:+.3f} with the training augmentation, "
+                 f"{tp['nominal']['mean']:+.3f} centred at the nominal scale")
   if report["scale_slope"] is not None:
     lines.append(f"size bias {report['size_bias']:+.3f}, slope {report['scale_slope']:.2f} "
                  f"(0 = the box corrects a wrong scale in one frame, 1 = not at all)")

@@ -32,6 +32,8 @@ from duml_jax.training import train_state as train_state_lib
 def data_config(config):
   """`config.data` with the sampling mode the form needs (derived, never stored in the config)."""
   d = ml_collections.ConfigDict(config.data.to_dict())
+  # A config restored from a checkpoint's JSON holds its datasets as plain dicts.
+  d.datasets = [ml_collections.ConfigDict(dict(e)) for e in d.datasets]
   d.mode = objectives.training_mode(config.model)
   d.template_size = config.model.exemplar_size
   d.search_size = config.model.search_size
