@@ -10,6 +10,7 @@ import pytest
 from configs import duml as duml_configs
 from duml_jax.data import synthetic
 from duml_jax.evaluation import diagnose
+from duml_jax.evaluation import metrics
 from duml_jax.models import duml as duml_lib
 from duml_jax.tracking import postprocess
 from duml_jax.tracking import tracker as tracker_lib
@@ -45,7 +46,7 @@ def test_scale_slope_and_iou():
   assert diagnose.scale_slope([-1., 0., 1.], [-0.4, 0.1, 0.6]) == pytest.approx(0.5)
   a = np.array([[0., 0., 10., 10.], [0., 0., 10., 10.], [0., 0., 0., 0.]])
   b = np.array([[5., 0., 10., 10.], [20., 20., 5., 5.], [0., 0., 0., 0.]])
-  np.testing.assert_allclose(diagnose.iou_xywh(a, b), [50. / 150., 0., 0.])
+  np.testing.assert_allclose(metrics.rect_iou(a, b), [50. / 150., 0., 0.])
 
 
 def test_scene_objects_are_the_distractors_and_occluder():

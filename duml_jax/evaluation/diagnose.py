@@ -25,6 +25,7 @@ held-out ones) one pass with the checkpoint's tracking settings and reports:
 
 Writes ``WORKDIR/diagnose/report.json`` (or ``--out``) and prints a summary.
 """
+import functools
 import json
 import os
 from typing import Dict, Sequence
@@ -38,24 +39,13 @@ import numpy as np
 from duml_jax.data import benchmarks
 from duml_jax.data import frames as frames_lib
 from duml_jax.data import synthetic
+from duml_jax.evaluation import metrics
 from duml_jax.evaluation import tune
 from duml_jax.evaluation import writers
 from duml_jax.tracking import tracker as tracker_lib
 
 SCALES = (0.6, 0.8, 1.0, 1.25, 1.6)
 KINDS = ("occluded", "on_object", "other")
-
-
-def iou_xywh(a, b):
-  """Row-wise IoU of (N, 4) [x, y, w, h] boxes (0 where both are empty)."""
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  iw = np.clip(np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) -
-               np.maximum(a[:, 0], b[:, 0]), 0, None)
-  ih = np.clip(np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) -
-               np.maximum(a[:, 1], b[:, 1]), 0, None)
-  inter = iw * ih
-  union = a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter
-  return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.)
 
 
 def scene_objects(scene) -> np.ndarray:
@@ -77,13 +67,13 @@ def loss_events(pred, gt, visible, objects, lost_iou=0.1, object_iou=0.2,
     A list of {'frame', 'kind', 'size_ratio', 'centre_error', 'object_iou'}.
   """
   pred, gt = np.asarray(pred, np.float64), np.asarray(gt, np.float64)
-  ious = iou_xywh(pred, gt)
+  ious = metrics.rect_iou(pred, gt)
   lost = ious < lost_iou
   events = []
   for t in range(1, len(gt)):
     if not lost[t] or lost[t - 1]:
       continue
-    on_obj = max([float(iou_xywh(pred[t:t + 1], o[t:t + 1])[0]) for o in objects] + [0.])
+    on_obj = max([float(metrics.rect_iou(pred[t:t + 1], o[t:t + 1])[0]) for o in objects] + [0.])
     vis = float(np.min(visible[max(0, t - occlusion_frames + 1):t + 1]))
     kind = ("occluded" if vis < occluded_below else
             "on_object" if on_obj > object_iou else "other")
@@ -154,19 +144,17 @@ def training_pairs_size_bias(config, variables, num_pairs=256, augment=True, see
           "pairs": int(len(box))}
 
 
-def _measure_fn(model, variables, tcfg):
-  @jax.jit
-  def measured_size(state, frame):
-    m = tracker_lib.measure(model, variables, tcfg, state, frame)
-    return m["box_crop"][2:] / m["scale_z"]
-  return measured_size
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _measured_size(model, variables, tcfg, state, frame):
+  """(w, h) in frame pixels of the box `tracker.measure` chooses from `state`."""
+  m = tracker_lib.measure(model, variables, tcfg, state, frame)
+  return m["box_crop"][2:] / m["scale_z"]
 
 
 def diagnose_sequence(model, variables, tcfg, frames, gt, scene, scales=SCALES, every=10):
   """Tracks one sequence; returns (per-sequence record, {k: [log errors]})."""
   h, w = frames[0].shape[:2]
   image_size = np.array([w, h], np.float32)
-  measured_size = _measure_fn(model, variables, tcfg)
   state = tracker_lib.init(model, variables, tcfg, frames[0], gt[0], image_size)
   pred, errs = [np.asarray(gt[0], np.float32)], {k: [] for k in scales}
   for t in range(1, len(frames)):
@@ -175,7 +163,7 @@ def diagnose_sequence(model, variables, tcfg, frames, gt, scene, scales=SCALES, 
       for k in scales:
         probe = state.replace(centre=jnp.asarray(g[:2] + g[2:] / 2),
                               size=jnp.asarray(g[2:] * k))
-        wh = np.asarray(measured_size(probe, frames[t]), np.float64)
+        wh = np.asarray(_measured_size(model, variables, tcfg, probe, frames[t]), np.float64)
         errs[k].append(float(np.log(np.sqrt(max(wh[0] * wh[1], 1e-12)) /
                                     np.sqrt(max(gt[t][2] * gt[t][3], 1e-12)))))
     state, out = tracker_lib.step(model, variables, tcfg, state, frames[t])
@@ -183,7 +171,7 @@ def diagnose_sequence(model, variables, tcfg, frames, gt, scene, scales=SCALES, 
   pred = np.stack(pred)
   visible = np.array([synthetic.render_frame(scene, i)[1] for i in range(len(frames))])
   events = loss_events(pred, gt, visible, scene_objects(scene))
-  ious = iou_xywh(pred, gt)
+  ious = metrics.rect_iou(pred, gt)
   size_err = np.log(np.sqrt(np.maximum(pred[:, 2] * pred[:, 3], 1e-12)) /
                     np.sqrt(np.maximum(gt[:, 2] * gt[:, 3], 1e-12)))
   record = {"mean_iou": float(ious.mean()), "events": events,

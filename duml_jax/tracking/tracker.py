@@ -390,6 +390,7 @@ def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, f
   update; `duml_jax.evaluation.diagnose` calls it on states it sets (e.g. a wrong size)
   to read what the box head measures.
   """
+  _check(model, tcfg)
   _, s_x, scale_z = crops.crop_scales(state.size, tcfg.context_amount, tcfg.exemplar_size,
                                       tcfg.search_size)
   x = crops.crop(frame, state.mean, state.image_size, state.centre, s_x, tcfg.search_size)
@@ -411,7 +412,6 @@ def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fr
   ``iters`` is the number of SD-GN steps due on this frame (0 when none);
   the filter in the returned state is not yet refined (see `refine_filter`).
   """
-  _check(model, tcfg)
   m = measure(model, variables, tcfg, state, frame)
   xf, raw, scale_z, target_wh = m["features"], m["raw_online"], m["scale_z"], m["target_wh"]
   box_crop, lr, score = m["box_crop"], m["lr"], m["score"]
