@@ -36,6 +36,7 @@ from torch.nn import functional as F
 
 from duml_jax import config_lib
 from duml_jax.models import backbone as backbone_lib
+from duml_jax.models import layers
 
 
 def _arch(name):
@@ -51,23 +52,26 @@ def _arch(name):
 
 
 
-def _bn(c):
+def _bn(c, norm="batch"):
+  """BatchNorm2d, or GroupNorm for `model.norm='group'` (`duml_jax.models.layers`)."""
+  if norm == "group":
+    return nn.GroupNorm(layers.GROUPS, c, eps=1e-5)
   return nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
 
 
 class BasicBlock(nn.Module):
   expansion = 1
 
-  def __init__(self, cin, filters, stride):
+  def __init__(self, cin, filters, stride, norm="batch"):
     super().__init__()
     out = filters * self.expansion
     self.conv1 = nn.Conv2d(cin, filters, 3, stride, 1, bias=False)
-    self.bn1 = _bn(filters)
+    self.bn1 = _bn(filters, norm)
     self.conv2 = nn.Conv2d(filters, filters, 3, 1, 1, bias=False)
-    self.bn2 = _bn(filters)
+    self.bn2 = _bn(filters, norm)
     self.downsample = None
     if stride != 1 or cin != out:
-      self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), _bn(out))
+      self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), _bn(out, norm))
 
   def forward(self, x):
     y = F.relu(self.bn1(self.conv1(x)))
@@ -79,18 +83,18 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
   expansion = 4
 
-  def __init__(self, cin, filters, stride):
+  def __init__(self, cin, filters, stride, norm="batch"):
     super().__init__()
     out = filters * self.expansion
     self.conv1 = nn.Conv2d(cin, filters, 1, bias=False)
-    self.bn1 = _bn(filters)
+    self.bn1 = _bn(filters, norm)
     self.conv2 = nn.Conv2d(filters, filters, 3, stride, 1, bias=False)
-    self.bn2 = _bn(filters)
+    self.bn2 = _bn(filters, norm)
     self.conv3 = nn.Conv2d(filters, out, 1, bias=False)
-    self.bn3 = _bn(out)
+    self.bn3 = _bn(out, norm)
     self.downsample = None
     if stride != 1 or cin != out:
-      self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), _bn(out))
+      self.downsample = nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), _bn(out, norm))
 
   def forward(self, x):
     y = F.relu(self.bn1(self.conv1(x)))
@@ -103,17 +107,17 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
   """Undilated torchvision ResNet to layer4; returns layer2-4 on the stride-8 grid."""
 
-  def __init__(self, arch):
+  def __init__(self, arch, norm="batch"):
     super().__init__()
     sizes, kind, width, stem = _arch(arch)
     block = Bottleneck if kind == "bottleneck" else BasicBlock
     self.conv1 = nn.Conv2d(3, stem, 7, 2, 3, bias=False)
-    self.bn1 = _bn(stem)
+    self.bn1 = _bn(stem, norm)
     cin = stem
     for i, n in enumerate(sizes):
       blocks = []
       for j in range(n):
-        blocks.append(block(cin, width * 2**i, 2 if i > 0 and j == 0 else 1))
+        blocks.append(block(cin, width * 2**i, 2 if i > 0 and j == 0 else 1, norm))
         cin = width * 2**i * block.expansion
       setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
     self.register_buffer("mean", torch.tensor(backbone_lib.IMAGENET_MEAN).view(1, 3, 1, 1) * 255.,
@@ -149,11 +153,11 @@ def resize_aligned(x, out_hw, scale):
 
 
 class Neck(nn.Module):
-  def __init__(self, in_channels, channels):
+  def __init__(self, in_channels, channels, norm="batch"):
     super().__init__()
     for i, c in enumerate(in_channels):
       setattr(self, f"adjust{i}", nn.Conv2d(c, channels, 1, bias=False))
-      setattr(self, f"adjust{i}_bn", _bn(channels))
+      setattr(self, f"adjust{i}_bn", _bn(channels, norm))
     self.num_levels = len(in_channels)
 
   def forward(self, feats):
@@ -179,14 +183,14 @@ def xcorr_depthwise(search, kernel):
 
 
 class DepthwiseXCorr(nn.Module):
-  def __init__(self, hidden, out_channels):
+  def __init__(self, hidden, out_channels, norm="batch"):
     super().__init__()
     self.conv_kernel = nn.Conv2d(hidden, hidden, 3, bias=False)
-    self.kernel_bn = _bn(hidden)
+    self.kernel_bn = _bn(hidden, norm)
     self.conv_search = nn.Conv2d(hidden, hidden, 3, bias=False)
-    self.search_bn = _bn(hidden)
+    self.search_bn = _bn(hidden, norm)
     self.head1 = nn.Conv2d(hidden, hidden, 1, bias=False)
-    self.head_bn = _bn(hidden)
+    self.head_bn = _bn(hidden, norm)
     self.head2 = nn.Conv2d(hidden, out_channels, 1)
 
   def forward(self, z, x):
@@ -197,10 +201,10 @@ class DepthwiseXCorr(nn.Module):
 
 
 class MultiLevelXCorr(nn.Module):
-  def __init__(self, hidden, out_channels, num_levels=3):
+  def __init__(self, hidden, out_channels, num_levels=3, norm="batch"):
     super().__init__()
     for i in range(num_levels):
-      setattr(self, f"level{i}", DepthwiseXCorr(hidden, out_channels))
+      setattr(self, f"level{i}", DepthwiseXCorr(hidden, out_channels, norm))
     self.level_weights = nn.Parameter(torch.ones(num_levels))
     self.num_levels = num_levels
 
@@ -264,16 +268,16 @@ class TorchDuML(nn.Module):
   """`duml_jax.models.duml.DuML` in PyTorch (NCHW); the same method names."""
 
   def __init__(self, backbone="resnet50", neck_channels=256, a_off=5, a_on=1,
-               feature_dim=256, filter_size=5, template_cells=8):
+               feature_dim=256, filter_size=5, template_cells=8, norm="batch"):
     super().__init__()
     self.template_cells, self.online_crop = template_cells, template_cells // 2
     self.a_off, self.a_on = a_off, a_on
     self.a_box = max(a_off, a_on)
-    self.backbone = ResNet(backbone)
-    self.neck = Neck(backbone_lib.feature_channels(backbone), neck_channels)
+    self.backbone = ResNet(backbone, norm)
+    self.neck = Neck(backbone_lib.feature_channels(backbone), neck_channels, norm)
     if a_off:
-      self.cls_head = MultiLevelXCorr(neck_channels, a_off)
-    self.box_head = MultiLevelXCorr(neck_channels, 5 * self.a_box)
+      self.cls_head = MultiLevelXCorr(neck_channels, a_off, norm=norm)
+    self.box_head = MultiLevelXCorr(neck_channels, 5 * self.a_box, norm=norm)
     if a_on:
       self.online_features = OnlineFeatures(neck_channels, feature_dim, filter_size)
       self.filter_init = FilterInitializer(feature_dim, filter_size, a_on)
@@ -317,7 +321,8 @@ def from_model_config(model_config):
                    a_on=config_lib.num_anchors(model_config.online, n),
                    feature_dim=model_config.online_cfg.feature_dim,
                    filter_size=model_config.online_cfg.filter_size,
-                   template_cells=config_lib.template_cells(model_config))
+                   template_cells=config_lib.template_cells(model_config),
+                   norm=model_config.get("norm", "batch"))
 
 
 # ---------------------------------------------------------------------------- conversion

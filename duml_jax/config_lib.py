@@ -10,6 +10,7 @@ OFFLINE_FORMS = ("none", "OFR", "OFC-1s", "OFC-5s")
 ONLINE_FORMS = ("none", "ONR", "ONC-1s", "ONC-5s")
 # Compute dtypes of `model.dtype` (parameters and BatchNorm statistics stay float32).
 DTYPES = ("float32", "bfloat16")
+NORMS = ("batch", "group")     # model.norm (duml_jax.models.layers.norm_layer)
 
 
 def num_anchors(form, num_ratios=5):
@@ -53,6 +54,13 @@ def validate(c):
                      "a tracker needs at least one localization branch")
   if m.backbone not in ("resnet50", "resnet18", "tiny"):
     raise ValueError(f"model.backbone={m.backbone!r}; allowed: resnet50, resnet18, tiny")
+  norm = m.get("norm", "batch")
+  if norm not in NORMS:
+    raise ValueError(f"model.norm={norm!r}; allowed: {NORMS}")
+  if norm == "group" and (m.get("pretrained") or m.get("frozen_bn")):
+    raise ValueError("model.norm='group' cannot use model.pretrained / model.frozen_bn: the "
+                     "converted ImageNet weights are BatchNorm weights (same parameter names, "
+                     "no running statistics in a GroupNorm model)")
   if compute_dtype_name(m) not in DTYPES:
     raise ValueError(f"model.dtype={compute_dtype_name(m)!r}; allowed: {DTYPES}")
   if not 0.0 <= c.tracking.mu <= 1.0:

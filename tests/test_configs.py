@@ -64,6 +64,7 @@ def test_derived_values_follow_overrides():
     ("tiny,template_cells=10", "model.template_cells"),
     ("paper,backbone=vgg", "model.backbone"),
     ("paper,mu=1.5", "tracking.mu"),
+    ("tiny,norm=layer", "model.norm='layer'"),
     ("paper,assigner=topk", "loss.ofc_assigner"),
     ("paper,nosuchkey=1", "unknown key 'nosuchkey'"),
     ("paper,ofc7s", "must be key=value"),
@@ -72,6 +73,15 @@ def test_derived_values_follow_overrides():
 def test_bad_settings_fail_with_the_key_named(arg, match):
   with pytest.raises(ValueError, match=match):
     duml_config.get_config(arg)
+
+
+def test_group_norm_refuses_batchnorm_weights():
+  assert duml_config.get_config("tiny,norm=group").model.norm == "group"
+  c = duml_config.get_config("paper,norm=group")
+  c.unlock()
+  c.model.pretrained = "/some/converted_resnet50"   # like --config.model.pretrained=...
+  with pytest.raises(ValueError, match="model.norm='group' cannot use model.pretrained"):
+    config_lib.validate(c)
 
 
 def test_tracking_context_must_match_training_context():

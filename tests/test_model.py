@@ -193,3 +193,43 @@ def test_forward_sequence_support_offline_heads_match_per_crop_heads():
   heads = m.apply(v, {"offline": z_mean}, xf, method=duml.DuML.offline_heads)
   np.testing.assert_allclose(both["support_box"][:, 1], heads["box"], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(both["support_score"][:, 1], heads["score"], rtol=1e-5, atol=1e-5)
+
+
+def test_group_norm_model_has_no_running_statistics_and_one_mode():
+  """model.norm='group': every norm layer is a GroupNorm (no 'batch_stats'), so the
+  training-mode forward equals the inference-mode one (BatchNorm's differ)."""
+  z = 255. * jax.random.uniform(jax.random.PRNGKey(1), (2, 127, 127, 3))
+  x = 255. * jax.random.uniform(jax.random.PRNGKey(2), (2, 255, 255, 3))
+  outs = {}
+  for norm in ("batch", "group"):
+    m = _tiny("OFC-5s", "ONR", norm=norm)
+    v = duml.init_variables(m, jax.random.PRNGKey(0))
+    assert ("batch_stats" in v) == (norm == "batch")
+    ev = m.apply(v, z, x, train=False)
+    tr, _ = m.apply(v, z, x, train=True, mutable=["batch_stats"])
+    outs[norm] = ev, tr
+    leaves = jax.tree_util.tree_leaves_with_path(v["params"])
+    names = {jax.tree_util.keystr(p) for p, _ in leaves}
+    assert any("adjust0_bn" in n for n in names) and any("head_bn" in n for n in names)
+  ev, tr = outs["group"]
+  for k in ("score", "box"):
+    np.testing.assert_allclose(ev[k], tr[k], rtol=1e-5, atol=1e-5)
+  ev, tr = outs["batch"]
+  assert not np.allclose(ev["box"], tr["box"], atol=1e-3)
+
+
+def test_group_norm_normalises_over_channel_groups():
+  """The GroupNorm layer by hand: mean 0 / variance 1 over each group of C / 8 channels and
+  all positions of one example (at init: scale 1, bias 0)."""
+  from duml_jax.models import layers  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 16)) * 3. + 1.
+  layer = layers.norm_layer("group", train=False)
+  v = layer.init(jax.random.PRNGKey(1), x)
+  y = np.asarray(layer.apply(v, x))
+  g = np.asarray(x).reshape(2, 5, 5, layers.GROUPS, 16 // layers.GROUPS)
+  mean = g.mean(axis=(1, 2, 4), keepdims=True)
+  var = g.var(axis=(1, 2, 4), keepdims=True)
+  np.testing.assert_allclose(y, ((g - mean) / np.sqrt(var + 1e-5)).reshape(x.shape),
+                             rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="model.norm='layer'"):
+    layers.norm_layer("layer", train=False)

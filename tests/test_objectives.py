@@ -33,7 +33,7 @@ def test_offline_losses_on_support_crops_use_their_own_boxes():
   on = config.copy_and_resolve_references()
   on.loss.offline_on_support = True
   run = lambda c: jax.jit(lambda v, bt: objectives.make_loss_fn(model, c)(
-      v["params"], v["batch_stats"], bt, None, {"train": False}))(variables, batch)
+      v["params"], v.get("batch_stats", {}), bt, None, {"train": False}))(variables, batch)
   (_, (_, m_off)), (_, (_, m_on)) = run(config), run(on)
   # By hand: the heads on queries then supports, each crop with its own box.
   out = jax.jit(lambda v, bt: model.apply(

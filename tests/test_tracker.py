@@ -31,7 +31,7 @@ def models():
       full = out["duml"][2]
       online = ("online_features", "filter_init", "residual_fns")
       variables = {"params": {k: v for k, v in full["params"].items() if k not in online},
-                   "batch_stats": full["batch_stats"]}
+                   **({"batch_stats": full["batch_stats"]} if "batch_stats" in full else {})}
     else:
       variables = duml_lib.init_variables(model, jax.random.PRNGKey(0))
     out[key] = (c, model, variables)

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from duml_jax.models import layers
+
 # torchvision ImageNet statistics of RGB/255 images.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -183,6 +185,7 @@ class ResNet(nn.Module):
   frozen_bn: bool = False
   axis_name: str | None = None
   dtype: Any = jnp.float32
+  norm: str = 'batch'
 
   @nn.compact
   def stages(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
@@ -200,9 +203,13 @@ class ResNet(nn.Module):
         nn.Conv, use_bias=False, dtype=self.dtype,
         kernel_init=nn.initializers.variance_scaling(2.0, 'fan_out',
                                                      'normal'))
-    norm = functools.partial(
-        nn.BatchNorm, use_running_average=self.frozen_bn or not train,
-        momentum=0.9, epsilon=1e-5, dtype=self.dtype, axis_name=self.axis_name)
+    layers.check_norm(self.norm)
+    if self.norm == 'group':
+      norm = functools.partial(layers.group_norm, dtype=self.dtype)
+    else:
+      norm = functools.partial(
+          nn.BatchNorm, use_running_average=self.frozen_bn or not train,
+          momentum=0.9, epsilon=1e-5, dtype=self.dtype, axis_name=self.axis_name)
     x = normalize_image(x).astype(self.dtype)
     x = conv(self.stem_filters, (7, 7), 2, padding=((3, 3), (3, 3)),
              name='conv1')(x)
@@ -252,8 +259,8 @@ _BUILDERS = {'resnet50': ResNet50, 'resnet18': ResNet18, 'tiny': TinyResNet}
 
 
 def build_backbone(name: str, frozen_bn: bool = False,
-                   axis_name: str | None = None, dtype: Any = jnp.float32
-                   ) -> ResNet:
+                   axis_name: str | None = None, dtype: Any = jnp.float32,
+                   norm: str = 'batch') -> ResNet:
   """Backbone named by the config key `model.backbone`.
 
   Args:
@@ -261,6 +268,7 @@ def build_backbone(name: str, frozen_bn: bool = False,
     frozen_bn: BatchNorm always in eval mode (running statistics).
     axis_name: data-parallel axis for synchronised BatchNorm statistics.
     dtype: computation dtype.
+    norm: 'batch' (torchvision) or 'group' (GroupNorm, see `layers.group_norm`).
 
   Raises:
     ValueError: unknown name.
@@ -268,7 +276,7 @@ def build_backbone(name: str, frozen_bn: bool = False,
   if name not in _BUILDERS:
     raise ValueError(f'config model.backbone={name!r} is not a known backbone; '
                      f'allowed values: {", ".join(BACKBONE_NAMES)}')
-  return _BUILDERS[name](frozen_bn=frozen_bn, axis_name=axis_name, dtype=dtype)
+  return _BUILDERS[name](frozen_bn=frozen_bn, axis_name=axis_name, dtype=dtype, norm=norm)
 
 
 def feature_channels(name: str) -> tuple[int, int, int]:

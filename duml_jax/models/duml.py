@@ -67,6 +67,7 @@ class DuML(nn.Module):
   # Template cells fed to the offline heads (config `model.template_cells`): 8 of the 16
   # cells of a 127 template, the target's extent with context 0.5 (paper geometry).
   template_cells: int = TEMPLATE_CELLS
+  norm: str = "batch"        # config `model.norm`: batch (paper) | group
 
   # -- derived -------------------------------------------------------------
   @property
@@ -89,13 +90,16 @@ class DuML(nn.Module):
   def setup(self):
     self.backbone = backbone_lib.build_backbone(
         self.backbone_name, frozen_bn=self.frozen_bn, axis_name=self.axis_name,
-        dtype=self.dtype)
-    self.neck = neck_lib.Neck(self.neck_channels, axis_name=self.axis_name, dtype=self.dtype)
+        dtype=self.dtype, norm=self.norm)
+    self.neck = neck_lib.Neck(self.neck_channels, axis_name=self.axis_name, dtype=self.dtype,
+                              norm=self.norm)
     if self.a_off:
       self.cls_head = heads.MultiLevelXCorr(self.neck_channels, self.a_off,
-                                            axis_name=self.axis_name, dtype=self.dtype)
+                                            axis_name=self.axis_name, dtype=self.dtype,
+                                            norm=self.norm)
     self.box_head = heads.MultiLevelXCorr(self.neck_channels, 5 * self.a_box,
-                                          axis_name=self.axis_name, dtype=self.dtype)
+                                          axis_name=self.axis_name, dtype=self.dtype,
+                                          norm=self.norm)
     if self.a_on:
       s = self.online_spec
       self.online_features = online_lib.OnlineFeatures(s.feature_dim, s.filter_size,
@@ -263,7 +267,8 @@ def build_model(model_config, axis_name: Optional[str] = None) -> DuML:
               frozen_bn=model_config.frozen_bn, stride=model_config.stride,
               axis_name=axis_name,
               dtype=jnp.dtype(config_lib.compute_dtype_name(model_config)),
-              template_cells=config_lib.template_cells(model_config))
+              template_cells=config_lib.template_cells(model_config),
+              norm=model_config.get("norm", "batch"))
 
 
 def init_variables(model: DuML, rng, exemplar_size=127, search_size=255):

@@ -46,10 +46,12 @@ class DepthwiseXCorr(nn.Module):
   out_channels: int
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, z, x, train: bool):
-    bn = lambda name: layers.batch_norm(train, self.axis_name, name=name, dtype=self.dtype)
+    bn = lambda name: layers.norm_layer(self.norm, train, self.axis_name, name=name,
+                                        dtype=self.dtype)
     conv = lambda ch, size, name, bias=False: nn.Conv(
         ch, size, padding="VALID", use_bias=bias, dtype=self.dtype, name=name)
     k = nn.relu(bn("kernel_bn")(conv(self.hidden, (3, 3), "conv_kernel")(z)))
@@ -70,11 +72,12 @@ class MultiLevelXCorr(nn.Module):
   num_levels: int = 3
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, zs: Sequence, xs: Sequence, train: bool):
     outs = [DepthwiseXCorr(self.hidden, self.out_channels, self.axis_name, self.dtype,
-                           name=f"level{i}")(z, x, train) for i, (z, x) in enumerate(zip(zs, xs))]
+                           self.norm, name=f"level{i}")(z, x, train) for i, (z, x) in enumerate(zip(zs, xs))]
     alpha = self.param("level_weights", nn.initializers.ones, (self.num_levels,))
     w = jax.nn.softmax(alpha)
     return sum(w[i] * o.astype(jnp.float32) for i, o in enumerate(outs))

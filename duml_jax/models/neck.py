@@ -28,6 +28,7 @@ class Neck(nn.Module):
   num_levels: int = 3
   axis_name: Optional[str] = None
   dtype: Any = jnp.float32
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, feats: Sequence, train: bool):
@@ -35,7 +36,8 @@ class Neck(nn.Module):
     for i, f in enumerate(feats[:self.num_levels]):
       x = nn.Conv(self.channels, (1, 1), use_bias=False, dtype=self.dtype,
                   name=f"adjust{i}")(f)
-      x = layers.batch_norm(train, self.axis_name, name=f"adjust{i}_bn", dtype=self.dtype)(x)
+      x = layers.norm_layer(self.norm, train, self.axis_name, name=f"adjust{i}_bn",
+                            dtype=self.dtype)(x)
       out.append(x)
     return out
 

@@ -204,6 +204,6 @@ def make_loss_fn(model, config):
       metrics["online_last_iter"] = per_iter[-1]
     total, weighted = losses.total_loss(terms, weights)
     metrics.update({f"loss_{k}": v for k, v in terms.items()})
-    return total, (new_vars["batch_stats"], metrics)
+    return total, (new_vars.get("batch_stats", {}), metrics)
 
   return loss_fn
