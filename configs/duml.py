@@ -220,9 +220,9 @@ def _tiny(c):
   c.data.search_aug.scale = 0.2
   c.data.search_aug.zoom = 0.5
   c.batch_size = 16
-  # 1100 steps: ~15.5 min at the 1.19 steps/s this VM gave in sessions 4-5, ~19 min at the
-  # 0.96 it gave in session 6 (1300 steps took 18-23 min: over the 20-minute budget on a
-  # slow day).
+  # 1100 steps: 18 min 18 s of training in the session-6 main job (1.06 steps/s; this VM
+  # gives 0.96-1.19), where 1300 steps took 18-23 min, over the 20-minute budget on a slow
+  # day. Validation AUC 0.527 (0.547 at 1300 steps with the same LR).
   c.steps_per_epoch = 110
   c.optim.num_epochs = 10
   c.log_every_steps = 20
@@ -235,9 +235,9 @@ def _tiny(c):
   c.optim.backbone_freeze_epochs = 0       # no ImageNet init: train it all
   c.optim.backbone_lr_mult = 1.0
   c.optim.optimizer = "adamw"              # from scratch, Adam learns far faster than SGD
-  # Peak LR 4e-3 instead of 2e-3 (validation split, 32 x 150 frames: 0.514 -> 0.547).
-  # GroupNorm (model.norm=group) scored 0.551 alone and 0.563 with this LR, but its step
-  # costs ~13% more on 2 CPU cores, which 1300 steps cannot afford in 20 minutes.
+  # Peak LR 4e-3 instead of 2e-3 (validation split, 32 x 150 frames, 1300 steps: 0.514 ->
+  # 0.547). GroupNorm (model.norm=group) scored 0.551 alone and 0.563 with this LR, but its
+  # step costs ~13% more on 2 CPU cores (README "Results", session 6).
   c.optim.base_lr = 0.004
   c.optim.warmup_start_lr = 0.0004
   c.optim.warmup_epochs = 1
