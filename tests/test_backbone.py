@@ -442,3 +442,21 @@ def test_cli_round_trip_and_merge(tmp_path):
     torch_resnet.merge_backbone(model_vars, bad)
   with pytest.raises(FileNotFoundError, match='model.pretrained'):
     torch_resnet.load_params(tmp_path / 'nowhere')
+
+
+@pytest.mark.parametrize("shape,k,stride,pad", [((2, 13, 12, 3), 3, 2, 1), ((1, 9, 9, 2), 3, 1, 1),
+                                                ((2, 10, 11, 2), 2, 2, 0)])
+def test_max_pool_value_and_gradient_equal_flax_max_pool(shape, k, stride, pad):
+  """`backbone.max_pool`'s written-out VJP equals autodiff of `nn.max_pool`, ties included
+  (integer-valued inputs with many equal maxima; the first in row-major order gets it)."""
+  import flax.linen as nn
+  ref = lambda x: nn.max_pool(x, (k, k), strides=(stride, stride), padding=((pad, pad),) * 2)
+  rng = np.random.RandomState(0)
+  for x in (rng.randn(*shape), np.round(rng.rand(*shape) * 3), np.maximum(rng.randn(*shape), 0)):
+    x = jnp.asarray(x, jnp.float32)
+    out = backbone.max_pool(x, k, stride, pad)
+    np.testing.assert_array_equal(out, ref(x))
+    ct = jnp.asarray(rng.randn(*out.shape), jnp.float32)
+    got = jax.vjp(lambda a: backbone.max_pool(a, k, stride, pad), x)[1](ct)[0]
+    want = jax.vjp(ref, x)[1](ct)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

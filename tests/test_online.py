@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.test_util import check_grads
 
 from duml_jax.models import online
@@ -69,6 +70,41 @@ def test_each_inner_step_lowers_the_objective():
     final = online.inner_objective(iterates[-1], feats, label, mask, weight, beta, 0.05)
     seq = np.append(np.asarray(losses), float(final))
     assert np.all(np.diff(seq) < 0), seq
+
+
+@pytest.mark.parametrize("kh,kw", [(5, 5), (3, 5)])
+def test_tap_spread_is_the_transpose_of_tap_sum(kh, kw):
+  y = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 7, kh, kw, 3))
+  g = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 7, 3))
+  lhs = jnp.sum(online.tap_sum(y, kh, kw) * g)
+  rhs = jnp.sum(y * online.tap_spread(g, kh, kw))
+  np.testing.assert_allclose(lhs, rhs, rtol=1e-5)
+  # each is the other's VJP, and agrees with autodiff of the plain formulation
+  for fn, plain, x in ((online.tap_sum, online._tap_sum, y), (online.tap_spread, online._tap_spread, g)):
+    out = fn(x, kh, kw)
+    ct = jax.random.normal(jax.random.PRNGKey(2), out.shape)
+    got = jax.vjp(lambda a: fn(a, kh, kw), x)[1](ct)[0]
+    want = jax.vjp(lambda a: plain(a, kh, kw), x)[1](ct)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_second_order_gradient_of_a_step_equals_that_of_a_convolution(monkeypatch):
+  """The outer loss differentiates J^T r (a VJP of `apply_filter`): second order."""
+  from jax import lax
+  filt, feats, label, mask, weight, beta = _problem(jax.random.PRNGKey(7), m=2, g=6, c=3, k=5)
+  query = jax.random.normal(jax.random.PRNGKey(8), (2, 6, 6, 3))
+
+  def outer(feats, filt):
+    final, _, _ = online.optimize_filter(filt, feats, label, mask, weight, beta, 0.9, 0.1,
+                                         num_iter=2)
+    return jnp.sum(online.apply_filter(query, final) ** 2)
+  got = jax.grad(outer, argnums=(0, 1))(feats, filt)
+  conv = lambda x, f: lax.conv_general_dilated(x, f, (1, 1), "SAME",
+                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  monkeypatch.setattr(online, "apply_filter", conv)
+  want = jax.grad(outer, argnums=(0, 1))(feats, filt)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
 def test_grad_through_inner_loop_matches_finite_differences():

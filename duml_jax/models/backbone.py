@@ -115,6 +115,62 @@ def resize_aligned(x: jax.Array, out_hw: tuple[int, int],
   return jnp.einsum('pw,bowc->bopc', mw, x, precision=jax.lax.Precision.HIGHEST)
 
 
+def _pool_taps(xp: jax.Array, k: int, stride: int, out_hw: tuple[int, int]):
+  """(dy, dx, xp[:, dy::stride, dx::stride] cut to out_hw) for the k*k window taps, row-major."""
+  b, _, _, c = xp.shape
+  ho, wo = out_hw
+  for dy in range(k):
+    for dx in range(k):
+      yield dy, dx, jax.lax.slice(
+          xp, (0, dy, dx, 0), (b, dy + stride * (ho - 1) + 1, dx + stride * (wo - 1) + 1, c),
+          (1, stride, stride, 1))
+
+
+def _max_pool(x, k, stride, pad):
+  return nn.max_pool(x, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, k: int = 3, stride: int = 2, pad: int = 1) -> jax.Array:
+  """k x k max pooling (NHWC) with -inf padding, as torchvision's `MaxPool2d(k, stride, pad)`.
+
+  The forward is `nn.max_pool`; the VJP is written out: the gradient of each
+  output goes to the first maximum of its window in row-major order (the
+  element `select_and_scatter` picks), built from k*k strided slices and
+  interior-padded adds. XLA's CPU backend differentiates `reduce_window`
+  through a variadic (value, index) `reduce_window` over iota arrays and a
+  `select_and_scatter`, ~3x slower; for the `tiny` backbone that was ~100 ms
+  of a ~750 ms training step on 2 cores (benchmarks/RESULTS.md, session 7).
+  """
+  return _max_pool(x, k, stride, pad)
+
+
+def _max_pool_fwd(x, k, stride, pad):
+  out = _max_pool(x, k, stride, pad)
+  return out, (x, out)
+
+
+def _max_pool_bwd(k, stride, pad, res, g):
+  x, out = res
+  _, h, w, _ = x.shape
+  ho, wo = out.shape[1:3]
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-jnp.inf)
+  hp, wp = xp.shape[1:3]
+  taken = jnp.zeros(out.shape, bool)
+  dxp = jnp.zeros(xp.shape, g.dtype)
+  zero = jnp.zeros((), g.dtype)
+  for dy, dx, tap in _pool_taps(xp, k, stride, (ho, wo)):
+    hit = (tap == out) & ~taken
+    taken = taken | hit
+    place = [(0, 0, 0), (dy, hp - dy - stride * (ho - 1) - 1, stride - 1),
+             (dx, wp - dx - stride * (wo - 1) - 1, stride - 1), (0, 0, 0)]
+    dxp = dxp + jax.lax.pad(jnp.where(hit, g, zero), zero, place)
+  return (dxp[:, pad:pad + h, pad:pad + w, :],)
+
+
+max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
 class BasicBlock(nn.Module):
   """torchvision BasicBlock: 3x3/stride -> 3x3, identity or 1x1 projection."""
   filters: int
@@ -214,7 +270,7 @@ class ResNet(nn.Module):
     x = conv(self.stem_filters, (7, 7), 2, padding=((3, 3), (3, 3)),
              name='conv1')(x)
     x = nn.relu(norm(name='bn1')(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    x = max_pool(x, 3, 2, 1)
     outputs = []
     for i, num_blocks in enumerate(self.stage_sizes):
       for j in range(num_blocks):
