@@ -271,10 +271,13 @@ def test_batched_lanes_equal_single_sequences(models):
       # weights lane 0's box inflates and leaves the image, and each frame's crop
       # then magnifies the difference ~5-10x (1e-5, 1e-4, 3e-4, 4e-3, 0.03, 1 px
       # over frames 1-6; lanes 1-2 stay at 1e-5). Strict for the first 3 frames,
-      # then a few pixels: a lane mix-up moves boxes by tens of pixels.
+      # then a few pixels: a lane mix-up moves boxes by tens of pixels. The score
+      # follows the box (lane 0, frame 6: 0.1 px and 2.4e-3 with the tiny config's
+      # window influence 0.1; < 1e-5 on every other lane and frame).
       tol = dict(rtol=1e-4, atol=1e-3) if t <= 3 else dict(rtol=0.02, atol=3.0)
       np.testing.assert_allclose(box, item[0], **tol, err_msg=f"lane {lane}, frame {t}")
-      np.testing.assert_allclose(score, item[1], atol=1e-3)
+      np.testing.assert_allclose(score, item[1], atol=1e-3 if t <= 3 else 2e-2,
+                                 err_msg=f"lane {lane}, frame {t}")
 
 
 def test_update_of_a_lane_never_initialised_fails(models):
