@@ -447,7 +447,7 @@ def test_cli_round_trip_and_merge(tmp_path):
 @pytest.mark.parametrize("shape,k,stride,pad", [((2, 13, 12, 3), 3, 2, 1), ((1, 9, 9, 2), 3, 1, 1),
                                                 ((2, 10, 11, 2), 2, 2, 0)])
 def test_max_pool_value_and_gradient_equal_flax_max_pool(shape, k, stride, pad):
-  """`backbone.max_pool`'s written-out VJP equals autodiff of `nn.max_pool`, ties included
+  """`backbone.max_pool`'s written-out JVP (and its transpose) equal autodiff of `nn.max_pool`, ties included
   (integer-valued inputs with many equal maxima; the first in row-major order gets it)."""
   import flax.linen as nn
   ref = lambda x: nn.max_pool(x, (k, k), strides=(stride, stride), padding=((pad, pad),) * 2)
@@ -460,3 +460,6 @@ def test_max_pool_value_and_gradient_equal_flax_max_pool(shape, k, stride, pad):
     got = jax.vjp(lambda a: backbone.max_pool(a, k, stride, pad), x)[1](ct)[0]
     want = jax.vjp(ref, x)[1](ct)[0]
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    tan = jnp.asarray(rng.randn(*shape), jnp.float32)      # forward mode too
+    np.testing.assert_allclose(jax.jvp(lambda a: backbone.max_pool(a, k, stride, pad), (x,), (tan,))[1],
+                               jax.jvp(ref, (x,), (tan,))[1], rtol=1e-6, atol=1e-6)

@@ -130,45 +130,37 @@ def _max_pool(x, k, stride, pad):
   return nn.max_pool(x, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
 def max_pool(x: jax.Array, k: int = 3, stride: int = 2, pad: int = 1) -> jax.Array:
   """k x k max pooling (NHWC) with -inf padding, as torchvision's `MaxPool2d(k, stride, pad)`.
 
-  The forward is `nn.max_pool`; the VJP is written out: the gradient of each
-  output goes to the first maximum of its window in row-major order (the
-  element `select_and_scatter` picks), built from k*k strided slices and
-  interior-padded adds. XLA's CPU backend differentiates `reduce_window`
-  through a variadic (value, index) `reduce_window` over iota arrays and a
-  `select_and_scatter`, ~3x slower; for the `tiny` backbone that was ~100 ms
-  of a ~750 ms training step on 2 cores (benchmarks/RESULTS.md, session 7).
+  The forward is `nn.max_pool`; the JVP is written out: each output takes the
+  tangent of the first maximum of its window in row-major order (the element
+  `select_and_scatter` picks), through k*k strided slices, so that reverse mode
+  transposes it into interior-padded adds. XLA's CPU backend differentiates
+  `reduce_window` through a variadic (value, index) `reduce_window` over iota
+  arrays and a `select_and_scatter`, ~3x slower; for the `tiny` backbone that
+  was ~100 ms of a ~750 ms training step on 2 cores (benchmarks/RESULTS.md,
+  session 7). Forward and reverse mode both work.
   """
   return _max_pool(x, k, stride, pad)
 
 
-def _max_pool_fwd(x, k, stride, pad):
+@max_pool.defjvp
+def _max_pool_jvp(k, stride, pad, primals, tangents):
+  (x,), (t,) = primals, tangents
   out = _max_pool(x, k, stride, pad)
-  return out, (x, out)
-
-
-def _max_pool_bwd(k, stride, pad, res, g):
-  x, out = res
-  _, h, w, _ = x.shape
   ho, wo = out.shape[1:3]
-  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-jnp.inf)
-  hp, wp = xp.shape[1:3]
+  widths = ((0, 0), (pad, pad), (pad, pad), (0, 0))
+  xp = jnp.pad(x, widths, constant_values=-jnp.inf)
+  taps = _pool_taps(jnp.pad(t, widths), k, stride, (ho, wo))
   taken = jnp.zeros(out.shape, bool)
-  dxp = jnp.zeros(xp.shape, g.dtype)
-  zero = jnp.zeros((), g.dtype)
-  for dy, dx, tap in _pool_taps(xp, k, stride, (ho, wo)):
-    hit = (tap == out) & ~taken
+  t_out = jnp.zeros(out.shape, t.dtype)
+  for (_, _, x_tap), (_, _, t_tap) in zip(_pool_taps(xp, k, stride, (ho, wo)), taps):
+    hit = (x_tap == out) & ~taken
     taken = taken | hit
-    place = [(0, 0, 0), (dy, hp - dy - stride * (ho - 1) - 1, stride - 1),
-             (dx, wp - dx - stride * (wo - 1) - 1, stride - 1), (0, 0, 0)]
-    dxp = dxp + jax.lax.pad(jnp.where(hit, g, zero), zero, place)
-  return (dxp[:, pad:pad + h, pad:pad + w, :],)
-
-
-max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+    t_out = t_out + jnp.where(hit, t_tap, jnp.zeros((), t.dtype))
+  return out, t_out
 
 
 class BasicBlock(nn.Module):
