@@ -237,7 +237,8 @@ def _tiny(c):
   c.optim.optimizer = "adamw"              # from scratch, Adam learns far faster than SGD
   # Peak LR 4e-3 instead of 2e-3 (validation split, 32 x 150 frames, 1300 steps: 0.514 ->
   # 0.547). GroupNorm (model.norm=group) scored 0.551 alone and 0.563 with this LR, but its
-  # step costs ~13% more on 2 CPU cores (README "Results", session 6).
+  # step costs ~13% more on 2 CPU cores (README "Results", session 6; +23% after the
+  # session-7 speed-ups of the rest of the step, benchmarks/RESULTS.md).
   c.optim.base_lr = 0.004
   c.optim.warmup_start_lr = 0.0004
   c.optim.warmup_epochs = 1

@@ -116,12 +116,12 @@ def resize_aligned(x: jax.Array, out_hw: tuple[int, int],
 
 
 def _pool_taps(xp: jax.Array, k: int, stride: int, out_hw: tuple[int, int]):
-  """(dy, dx, xp[:, dy::stride, dx::stride] cut to out_hw) for the k*k window taps, row-major."""
+  """xp[:, dy::stride, dx::stride] cut to out_hw, for the k*k window taps (dy, dx) row-major."""
   b, _, _, c = xp.shape
   ho, wo = out_hw
   for dy in range(k):
     for dx in range(k):
-      yield dy, dx, jax.lax.slice(
+      yield jax.lax.slice(
           xp, (0, dy, dx, 0), (b, dy + stride * (ho - 1) + 1, dx + stride * (wo - 1) + 1, c),
           (1, stride, stride, 1))
 
@@ -156,7 +156,7 @@ def _max_pool_jvp(k, stride, pad, primals, tangents):
   taps = _pool_taps(jnp.pad(t, widths), k, stride, (ho, wo))
   taken = jnp.zeros(out.shape, bool)
   t_out = jnp.zeros(out.shape, t.dtype)
-  for (_, _, x_tap), (_, _, t_tap) in zip(_pool_taps(xp, k, stride, (ho, wo)), taps):
+  for x_tap, t_tap in zip(_pool_taps(xp, k, stride, (ho, wo)), taps):
     hit = (x_tap == out) & ~taken
     taken = taken | hit
     t_out = t_out + jnp.where(hit, t_tap, jnp.zeros((), t.dtype))
