@@ -59,6 +59,22 @@ def test_linear_warmup_cosine_and_constant_schedules():
   assert float(const(0)) == pytest.approx(5e-3) and float(const(999)) == pytest.approx(5e-3)
 
 
+def test_per_step_cosine_spans_the_whole_run():
+  # Per step, the decay runs from the end of the warm-up (step 50) to the last step (200):
+  # it must not hold the last epoch at end_lr as the per-epoch (pysot) form does.
+  cos = optim.make_schedule(_cfg(schedule="cosine", warmup_type="linear",
+                                 lr_granularity="step"), 10)
+  np.testing.assert_allclose(float(cos(50)), 5e-3, rtol=1e-5)
+  np.testing.assert_allclose(float(cos(125)), (5e-3 + 5e-4) / 2, rtol=1e-5)
+  np.testing.assert_allclose(float(cos(200)), 5e-4, rtol=1e-5)
+  np.testing.assert_allclose(float(cos(190)),
+                             5e-4 + 0.5 * 4.5e-3 * (1 + math.cos(math.pi * 14 / 15)), rtol=1e-5)
+  assert float(cos(190)) > 5e-4 * 1.05
+  log = optim.make_schedule(_cfg(lr_granularity="step"), 10)     # pysot's log decay, per step
+  np.testing.assert_allclose(float(log(125)), 5e-3 / math.sqrt(10), rtol=1e-5)
+  np.testing.assert_allclose(float(log(200)), 5e-4, rtol=1e-5)
+
+
 def test_bad_schedule_name_names_the_key():
   with pytest.raises(ValueError, match="'schedule'"):
     optim.make_schedule(_cfg(schedule="linear"), 10)

@@ -76,7 +76,10 @@ def make_schedule(optim_config: ml_collections.ConfigDict,
   """Base learning rate as a function of the optimiser step count.
 
   With e the epoch (integer with lr_granularity='epoch', fractional with 'step'),
-  W = warmup_epochs, N = num_epochs - W and t = clip((e - W) / (N - 1), 0, 1):
+  W = warmup_epochs, N = num_epochs - W and t = clip((e - W) / (N - 1), 0, 1) per epoch
+  (pysot: the N decay epochs take N values, the last one end_lr), t = clip((e - W) / N, 0, 1)
+  per step (the decay spans the whole run and reaches end_lr at its last step, instead of
+  holding the last epoch at end_lr):
     warm-up (e < W):  'step'   lr = start * (base / start)^(floor(e) / W)
                       'linear' lr = start + (base - start) * e / W
     then 'pysot':    lr = base * (end / base)^t           (= np.logspace(log10 base, log10 end, N))
@@ -105,7 +108,8 @@ def make_schedule(optim_config: ml_collections.ConfigDict,
       epoch = (count // steps_per_epoch).astype(jnp.float32)
     else:
       epoch = count.astype(jnp.float32) / steps_per_epoch
-    t = jnp.clip((epoch - warm) / max(decay_epochs - 1, 1), 0.0, 1.0)
+    span = max(decay_epochs - 1, 1) if granularity == "epoch" else max(decay_epochs, 1)
+    t = jnp.clip((epoch - warm) / span, 0.0, 1.0)
     if kind == "pysot":
       lr = base * (end / base) ** t
     elif kind == "cosine":
