@@ -12,21 +12,9 @@ from duml_jax.evaluation import metrics as M
 from duml_jax.evaluation import plots
 from duml_jax.evaluation import runner
 from duml_jax.evaluation import writers
+from tests import fake_frames
 
 LENGTHS = [7, 3, 10, 5, 8]
-
-
-def _reader(ids):
-  def read(path, seq_name, index):
-    del path
-    img = np.zeros((48, 64, 3), np.uint8)
-    img[0, 0] = (ids[seq_name], index // 256, index % 256)
-    return img
-  return read
-
-
-def _decode(frame):
-  return int(frame[0, 0, 0]), int(frame[0, 0, 1]) * 256 + int(frame[0, 0, 2])
 
 
 class DriftTracker:
@@ -42,12 +30,12 @@ class DriftTracker:
 
   def init(self, frames, boxes, mask):
     for i in np.flatnonzero(mask):
-      self.inits.append(_decode(frames[i]))
+      self.inits.append(fake_frames.decode(frames[i]))
       self.state[i] = boxes[i]
 
   def update(self, frames, mask):
     for i in np.flatnonzero(mask):
-      sid, f = _decode(frames[i])
+      sid, f = fake_frames.decode(frames[i])
       if (sid, f) == self.raise_at:
         raise RuntimeError("simulated kill")
       self.state[i] += [0.25 * (f % 3) - 0.2, 0.5 * sid - 0.7, 0.1, -0.05]
@@ -81,10 +69,10 @@ def _results(tracker_dir):
 def test_batched_lanes_give_same_files(tmp_path):
   seqs = _sequences()
   d1 = runner.run_one_pass(DriftTracker(1), seqs, str(tmp_path / "a"),
-                           "OTB100", read_frame=_reader(IDS))
+                           "OTB100", read_frame=fake_frames.reader(IDS))
   t3 = DriftTracker(3)
   d3 = runner.run_one_pass(t3, seqs, str(tmp_path / "b"), "OTB100",
-                           read_frame=_reader(IDS))
+                           read_frame=fake_frames.reader(IDS))
   r1, r3 = _results(d1), _results(d3)
   assert sorted(r1) == [f"s{k}.txt" for k in range(5)]
   assert r1 == r3
@@ -94,11 +82,11 @@ def test_batched_lanes_give_same_files(tmp_path):
 def test_resume_after_kill(tmp_path):
   seqs = _sequences()
   ref = runner.run_one_pass(DriftTracker(2), seqs, str(tmp_path / "ref"),
-                            "OTB100", read_frame=_reader(IDS))
+                            "OTB100", read_frame=fake_frames.reader(IDS))
   out = str(tmp_path / "run")
   killer = DriftTracker(2, raise_at=(3, 2))  # sequence s3, frame 2
   with pytest.raises(RuntimeError, match="simulated kill"):
-    runner.run_one_pass(killer, seqs, out, "OTB100", read_frame=_reader(IDS))
+    runner.run_one_pass(killer, seqs, out, "OTB100", read_frame=fake_frames.reader(IDS))
   tdir = os.path.join(out, "drift")
   done = sorted(_results(tdir))
   # Lanes: s0 | s1, s1 ends -> s2 on lane 1, s0 ends -> s3 on lane 0 (killed
@@ -106,7 +94,7 @@ def test_resume_after_kill(tmp_path):
   assert done == ["s0.txt", "s1.txt"]
   assert not glob.glob(os.path.join(tdir, "**", ".tmp*"), recursive=True)
   again = DriftTracker(2)
-  runner.run_one_pass(again, seqs, out, "OTB100", read_frame=_reader(IDS))
+  runner.run_one_pass(again, seqs, out, "OTB100", read_frame=fake_frames.reader(IDS))
   assert sorted(sid for sid, _ in again.inits) == [2, 3, 4]
   assert _results(tdir) == _results(ref)
   assert os.path.exists(os.path.join(tdir, "times", "s3_time.txt"))
@@ -115,7 +103,7 @@ def test_resume_after_kill(tmp_path):
 def test_one_pass_file_format(tmp_path):
   seqs = _sequences()
   tdir = runner.run_one_pass(DriftTracker(1), seqs, str(tmp_path), "OTB100",
-                             read_frame=_reader(IDS))
+                             read_frame=fake_frames.reader(IDS))
   lines = open(os.path.join(tdir, "s2.txt")).read().splitlines()
   assert len(lines) == 10
   assert lines[0] == lines[1] == "nan,nan,nan,nan"       # before start
@@ -132,7 +120,7 @@ def test_got10k_three_runs_and_zip(tmp_path):
   seqs = _sequences()[:2]
   det = DriftTracker(2)
   tdir = runner.run_one_pass(det, seqs, str(tmp_path / "det"), "GOT-10k-test",
-                             read_frame=_reader(IDS))
+                             read_frame=fake_frames.reader(IDS))
   files = sorted(os.listdir(os.path.join(tdir, "s0")))
   assert files == ["s0_001.txt", "s0_002.txt", "s0_003.txt", "s0_time.txt"]
   texts = {open(os.path.join(tdir, "s0", f)).read() for f in files[:3]}
@@ -143,7 +131,7 @@ def test_got10k_three_runs_and_zip(tmp_path):
   stoch = DriftTracker(1)
   stoch.deterministic = False
   tdir = runner.run_one_pass(stoch, seqs, str(tmp_path / "sto"), "GOT-10k",
-                             read_frame=_reader(IDS))
+                             read_frame=fake_frames.reader(IDS))
   assert len(stoch.inits) == 6
   times = writers.read_times(os.path.join(tdir, "s0", "s0_time.txt"))
   assert times.shape == (7, 3)
@@ -153,7 +141,7 @@ def test_got10k_three_runs_and_zip(tmp_path):
 def test_trackingnet_flat_zip(tmp_path):
   seqs = _sequences()[:3]
   tdir = runner.run_one_pass(DriftTracker(1), seqs, str(tmp_path),
-                             "TrackingNet", read_frame=_reader(IDS))
+                             "TrackingNet", read_frame=fake_frames.reader(IDS))
   with zipfile.ZipFile(tmp_path / "drift.zip") as zf:
     assert sorted(zf.namelist()) == ["s0.txt", "s1.txt", "s2.txt"]
   assert open(os.path.join(tdir, "s0.txt")).readline().strip() == (
@@ -224,7 +212,7 @@ def test_keep_first_box_evaluate_report_and_plots(tmp_path):
   report = runner.evaluate("OTB100", seqs, str(tmp_path),
                            trackers=[baselines.KeepFirstBox(2),
                                      DriftTracker(3)],
-                           read_frame=_reader(IDS))
+                           read_frame=fake_frames.reader(IDS))
   assert set(report["trackers"]) == {"KeepFirstBox", "drift"}
   kfb = report["trackers"]["KeepFirstBox"]
   # s1: the GT moves by (0.5, 0.25) per frame; IoUs with the first box are
@@ -285,7 +273,7 @@ def test_absent_frames_fail_only_on_lasot(tmp_path):
   seq = Sequence("a", tuple(f"a/{i}.jpg" for i in range(n)), gt,
                  absent=absent)
   runner.run_one_pass(baselines.KeepFirstBox(), [seq], str(tmp_path),
-                      "LaSOT", read_frame=_reader({"a": 0}))
+                      "LaSOT", read_frame=fake_frames.reader({"a": 0}))
   lasot = runner.score("LaSOT", [seq], str(tmp_path), ["KeepFirstBox"])
   otb = runner.score("OTB100", [seq], str(tmp_path), ["KeepFirstBox"])
   assert lasot["KeepFirstBox"]["success_rate_50"] == pytest.approx(4 / 6)
@@ -300,7 +288,7 @@ def test_got10k_test_split_zip_and_no_score(tmp_path):
                  boxes, one_based=False, attributes={"split": "test"})
   report = runner.evaluate("got10k", [seq], str(tmp_path),
                            trackers=[baselines.KeepFirstBox()],
-                           read_frame=_reader({seq.name: 0}))
+                           read_frame=fake_frames.reader({seq.name: 0}))
   assert report is None
   with zipfile.ZipFile(tmp_path / "KeepFirstBox.zip") as zf:
     assert f"{seq.name}/{seq.name}_001.txt" in zf.namelist()

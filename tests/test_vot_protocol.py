@@ -8,6 +8,7 @@ from duml_jax.data.sequence import Sequence
 from duml_jax.evaluation import metrics as M
 from duml_jax.evaluation import runner
 from duml_jax.evaluation import writers
+from tests import fake_frames
 
 SIZE = (100, 80)                                       # width, height
 POLY = np.array([20, 20, 60, 20, 60, 50, 20, 50.])     # axis-aligned polygon
@@ -17,19 +18,6 @@ BURNIN_BOX = INIT + np.array([10.0, 0, 0, 0])          # worse, still > 0
 FAR = np.array([80.0, 60, 10, 10])                     # overlap 0
 TOUCH = np.array([61.0, 20, 10, 31])                   # next column: 0
 GRAZE = np.array([60.0, 20, 10, 31])                   # one column: > 0
-
-
-def _reader(ids):
-  def read(path, seq_name, index):
-    del path
-    img = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
-    img[0, 0] = (ids[seq_name], index // 256, index % 256)
-    return img
-  return read
-
-
-def _decode(frame):
-  return int(frame[0, 0, 0]), int(frame[0, 0, 1]) * 256 + int(frame[0, 0, 2])
 
 
 class ScriptedTracker:
@@ -45,7 +33,7 @@ class ScriptedTracker:
 
   def init(self, frames, boxes, mask):
     for i in np.flatnonzero(mask):
-      sid, f = _decode(frames[i])
+      sid, f = fake_frames.decode(frames[i])
       self.inits.append((sid, f))
       np.testing.assert_allclose(boxes[i], INIT)
       self._since[i] = f
@@ -53,7 +41,7 @@ class ScriptedTracker:
   def update(self, frames, mask):
     out = np.zeros((self.batch_size, 4))
     for i in np.flatnonzero(mask):
-      sid, f = _decode(frames[i])
+      sid, f = fake_frames.decode(frames[i])
       kind = self.script.get(sid, {}).get(f)
       if kind is not None:
         out[i] = {"fail": FAR, "touch": TOUCH, "graze": GRAZE}[kind]
@@ -78,7 +66,7 @@ def test_failure_codes_and_reinit_five_frames_later(tmp_path):
   seqs = [_seq("a", 40)]
   tracker = ScriptedTracker({0: {7: "fail", 20: "fail"}})
   tdir = runner.run_vot_baseline(tracker, seqs, str(tmp_path), "VOT2018",
-                                 read_frame=_reader({"a": 0}))
+                                 read_frame=fake_frames.reader({"a": 0}, SIZE))
   assert tracker.inits == [(0, 0), (0, 12), (0, 25)]
   traj = writers.read_vot(tdir, "a", one_based=False)[0]
   expect = ([1] + [-1] * 6 + [2] + [0] * 4 + [1] + [-1] * 7 + [2] + [0] * 4
@@ -95,7 +83,7 @@ def test_failure_is_overlap_zero_exactly(tmp_path):
   seqs = [_seq("a", 30)]
   tracker = ScriptedTracker({0: {3: "graze", 5: "touch"}})
   tdir = runner.run_vot_baseline(tracker, seqs, str(tmp_path), "VOT2018",
-                                 read_frame=_reader({"a": 0}))
+                                 read_frame=fake_frames.reader({"a": 0}, SIZE))
   traj = writers.read_vot(tdir, "a", one_based=False)[0]
   assert _codes(traj)[3] == -1 and _codes(traj)[5] == 2
   assert tracker.inits == [(0, 0), (0, 10)]
@@ -104,7 +92,7 @@ def test_failure_is_overlap_zero_exactly(tmp_path):
 def test_failure_near_end_has_no_reinit(tmp_path):
   tracker = ScriptedTracker({0: {17: "fail"}})
   tdir = runner.run_vot_baseline(tracker, [_seq("a", 20)], str(tmp_path),
-                                 "VOT2018", read_frame=_reader({"a": 0}))
+                                 "VOT2018", read_frame=fake_frames.reader({"a": 0}, SIZE))
   traj = writers.read_vot(tdir, "a", one_based=False)[0]
   assert _codes(traj)[16:] == [-1, 2, 0, 0]
   assert tracker.inits == [(0, 0)]
@@ -115,7 +103,7 @@ def test_burn_in_excluded_from_accuracy_and_scores(tmp_path):
   script = {0: {7: "fail", 20: "fail"}}
   tracker = ScriptedTracker(script)
   runner.run_vot_baseline(tracker, seqs, str(tmp_path), "VOT2018",
-                          read_frame=_reader({"a": 0, "b": 1}))
+                          read_frame=fake_frames.reader({"a": 0, "b": 1}, SIZE))
   res = runner.score_vot(seqs, str(tmp_path / "scripted"), "VOT2018")
   good = M.vot_overlap(GOOD, POLY, SIZE)
   assert M.vot_overlap(BURNIN_BOX, POLY, SIZE) < good
@@ -142,10 +130,10 @@ def test_batched_lanes_match_single_lane(tmp_path):
             3: {1: "fail"}}
   out1, out3 = tmp_path / "n1", tmp_path / "n3"
   runner.run_vot_baseline(ScriptedTracker(script, 1), seqs, str(out1),
-                          "VOT2018", read_frame=_reader(ids))
+                          "VOT2018", read_frame=fake_frames.reader(ids, SIZE))
   t3 = ScriptedTracker(script, 3)
   runner.run_vot_baseline(t3, seqs, str(out3), "VOT2018",
-                          read_frame=_reader(ids))
+                          read_frame=fake_frames.reader(ids, SIZE))
   for s in seqs:
     rel = os.path.join("scripted", "baseline", s.name, f"{s.name}_001.txt")
     assert (out1 / rel).read_text() == (out3 / rel).read_text(), s.name
@@ -156,7 +144,7 @@ def test_result_file_readable_by_vot_toolkit(tmp_path):
   from vot.region import Special  # pylint: disable=g-import-not-at-top
   tracker = ScriptedTracker({0: {7: "fail"}})
   tdir = runner.run_vot_baseline(tracker, [_seq("a", 20)], str(tmp_path),
-                                 "VOT2018", read_frame=_reader({"a": 0}))
+                                 "VOT2018", read_frame=fake_frames.reader({"a": 0}, SIZE))
   ref = io.read_trajectory(os.path.join(tdir, "baseline", "a", "a_001.txt"))
   ours = writers.read_vot(tdir, "a", one_based=False)[0]
   assert len(ref) == len(ours) == 20
