@@ -29,6 +29,16 @@ def use_online_filter(impl):
   online.apply_filter = online_filter_micro.apply_filter_taps
 
 
+def crop_modes(text, allowed):
+  """'device,host' -> ['device', 'host'] (a `--crop` flag): distinct modes, each one of
+  `allowed`; exits naming the flag otherwise."""
+  modes = [m.strip() for m in text.split(',') if m.strip()]
+  bad = [m for m in modes if m not in allowed]
+  if bad or not modes or len(set(modes)) != len(modes):
+    raise SystemExit(f'--crop={text!r}: give distinct modes of {tuple(allowed)}')
+  return modes
+
+
 def load_average():
   """(1, 5, 15)-minute load averages, rounded."""
   return [round(v, 2) for v in os.getloadavg()]

@@ -143,8 +143,8 @@ def main():
                   help="'device' (the default tracker's stages) or 'device,host' (and the "
                        "stages of NanoTracker(crop='host'))")
   args = ap.parse_args()
-  modes = [m.strip() for m in args.crop.split(",") if m.strip()]
-  if modes not in (["device"], ["device", "host"]):
+  modes = common.crop_modes(args.crop, ntt.CROP_MODES)
+  if modes[0] != "device":          # the host stages are timed beside the device ones
     raise SystemExit(f"--crop={args.crop!r}: 'device' or 'device,host'")
   seq = pathlib.Path(args.sequence)
   paths, box = common.otb_sequence(seq)

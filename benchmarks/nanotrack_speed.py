@@ -51,10 +51,7 @@ def main():
   ap.add_argument('--crop', default='device',
                   help=f'comma-separated NanoTracker crop modes to time, of {ntt.CROP_MODES}')
   args = ap.parse_args()
-  modes = [m.strip() for m in args.crop.split(',') if m.strip()]
-  bad = [m for m in modes if m not in ntt.CROP_MODES]
-  if bad or not modes or len(set(modes)) != len(modes):
-    raise SystemExit(f'--crop={args.crop!r}: give distinct modes of {ntt.CROP_MODES}')
+  modes = common.crop_modes(args.crop, ntt.CROP_MODES)
   key = {m: 'jax' if m == 'device' else f'jax_{m}' for m in modes}   # JSON key prefixes
 
   seq = pathlib.Path(args.sequence)

@@ -473,3 +473,12 @@ def test_functional_api_and_nanotrack_config(otb_sample, v2_vars):
     assert box.shape == (4,) and 0. <= float(score) <= 1.
     assert _iou_xywh(np.asarray(box), gt[i]) > 0.5, (i, np.asarray(box), gt[i])
   np.testing.assert_allclose(state.center, np.asarray(box[:2] + box[2:] / 2), atol=1e-4)
+
+
+def test_benchmark_crop_flag():
+  from benchmarks import common
+  assert common.crop_modes("device, host", ntt.CROP_MODES) == ["device", "host"]
+  assert common.crop_modes("host", ntt.CROP_MODES) == ["host"]
+  for bad in ("", "gpu", "device,device", "device,,gpu"):
+    with pytest.raises(SystemExit, match="--crop"):
+      common.crop_modes(bad, ntt.CROP_MODES)
