@@ -322,7 +322,7 @@ def from_model_config(model_config):
                    feature_dim=model_config.online_cfg.feature_dim,
                    filter_size=model_config.online_cfg.filter_size,
                    template_cells=config_lib.template_cells(model_config),
-                   norm=model_config.get("norm", "batch"))
+                   norm=config_lib.norm_name(model_config))
 
 
 # ---------------------------------------------------------------------------- conversion

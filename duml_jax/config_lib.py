@@ -42,6 +42,11 @@ def compute_dtype_name(model_config):
   return model_config.get("dtype", "float32")
 
 
+def norm_name(model_config):
+  """`model.norm`; "batch" for configs saved before the key existed (old checkpoints)."""
+  return model_config.get("norm", "batch")
+
+
 def validate(c):
   """Rejects contradictory or unknown settings with the offending key named."""
   m = c.model
@@ -54,7 +59,7 @@ def validate(c):
                      "a tracker needs at least one localization branch")
   if m.backbone not in ("resnet50", "resnet18", "tiny"):
     raise ValueError(f"model.backbone={m.backbone!r}; allowed: resnet50, resnet18, tiny")
-  norm = m.get("norm", "batch")
+  norm = norm_name(m)
   if norm not in NORMS:
     raise ValueError(f"model.norm={norm!r}; allowed: {NORMS}")
   if norm == "group" and (m.get("pretrained") or m.get("frozen_bn")):

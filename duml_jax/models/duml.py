@@ -268,7 +268,7 @@ def build_model(model_config, axis_name: Optional[str] = None) -> DuML:
               axis_name=axis_name,
               dtype=jnp.dtype(config_lib.compute_dtype_name(model_config)),
               template_cells=config_lib.template_cells(model_config),
-              norm=model_config.get("norm", "batch"))
+              norm=config_lib.norm_name(model_config))
 
 
 def init_variables(model: DuML, rng, exemplar_size=127, search_size=255):
