@@ -244,8 +244,9 @@ def _tiny(c):
   c.optim.base_lr = 0.006
   c.optim.warmup_start_lr = 0.0006
   c.optim.warmup_epochs = 1
-  # Linear warm-up over the first epoch, then a cosine to 2e-5, both per step (pysot's
-  # per-epoch log decay held 10% of this short run at the start LR and 40% below 3e-4).
+  # Linear warm-up over the first epoch, then a cosine to 2e-5 at the last step, both per
+  # step (pysot's per-epoch log decay held 10% of this short run at the start LR and 40%
+  # below 3e-4; before session 8 the per-step cosine also held the last epoch at 2e-5).
   c.optim.warmup_type = "linear"
   c.optim.schedule = "cosine"
   c.optim.lr_granularity = "step"
