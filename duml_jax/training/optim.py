@@ -78,8 +78,8 @@ def make_schedule(optim_config: ml_collections.ConfigDict,
   With e the epoch (integer with lr_granularity='epoch', fractional with 'step'),
   W = warmup_epochs, N = num_epochs - W and t = clip((e - W) / (N - 1), 0, 1) per epoch
   (pysot: the N decay epochs take N values, the last one end_lr), t = clip((e - W) / N, 0, 1)
-  per step (the decay spans the whole run and reaches end_lr at its last step, instead of
-  holding the last epoch at end_lr):
+  per step (the decay spans the whole run, t = 1 at step num_epochs x steps_per_epoch, instead
+  of holding the last epoch at end_lr):
     warm-up (e < W):  'step'   lr = start * (base / start)^(floor(e) / W)
                       'linear' lr = start + (base - start) * e / W
     then 'pysot':    lr = base * (end / base)^t           (= np.logspace(log10 base, log10 end, N))
