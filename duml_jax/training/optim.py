@@ -95,6 +95,8 @@ def make_schedule(optim_config: ml_collections.ConfigDict,
   base, end, start = float(cfg.base_lr), float(cfg.end_lr), float(cfg.warmup_start_lr)
   warm = int(cfg.warmup_epochs)
   decay_epochs = int(cfg.num_epochs) - warm
+  # Epochs over which t runs 0 -> 1 (the docstring above).
+  span = max(decay_epochs - 1, 1) if granularity == "epoch" else max(decay_epochs, 1)
   if warm > 0 and warmup_type == "step" and start <= 0:
     raise ValueError(f"optim config key 'warmup_start_lr' must be > 0 for step warm-up, "
                      f"got {start}")
@@ -108,7 +110,6 @@ def make_schedule(optim_config: ml_collections.ConfigDict,
       epoch = (count // steps_per_epoch).astype(jnp.float32)
     else:
       epoch = count.astype(jnp.float32) / steps_per_epoch
-    span = max(decay_epochs - 1, 1) if granularity == "epoch" else max(decay_epochs, 1)
     t = jnp.clip((epoch - warm) / span, 0.0, 1.0)
     if kind == "pysot":
       lr = base * (end / base) ** t
