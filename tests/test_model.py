@@ -1,6 +1,7 @@
 """The DuML network: every form builds with the documented shapes; gradients through it."""
 import itertools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -216,6 +217,39 @@ def test_group_norm_model_has_no_running_statistics_and_one_mode():
     np.testing.assert_allclose(ev[k], tr[k], rtol=1e-5, atol=1e-5)
   ev, tr = outs["batch"]
   assert not np.allclose(ev["box"], tr["box"], atol=1e-3)
+
+
+def test_group_norm_equals_flax_group_norm():
+  """layers.GroupNorm is flax's nn.GroupNorm (same parameters, values and gradients)
+  with random scale / bias, in float32 and bfloat16, and on 5D inputs."""
+  from duml_jax.models import layers  # pylint: disable=g-import-not-at-top
+  ours, ref = layers.GroupNorm(num_groups=8), nn.GroupNorm(num_groups=8, epsilon=1e-5)
+
+  @jax.jit
+  def both(v, x, w):
+    loss = lambda mod: lambda v, x: jnp.sum(jnp.sin(mod.apply(v, x)) * w)
+    return [(mod.apply(v, x), mod.apply(v, x.astype(jnp.bfloat16)),
+             jax.grad(loss(mod), argnums=(0, 1))(v, x)) for mod in (ours, ref)]
+
+  shape = (3, 6, 7, 32)
+  x = jax.random.normal(jax.random.PRNGKey(0), shape) * 2.5 + 0.7
+  assert (jax.tree_util.tree_structure(ours.init(jax.random.PRNGKey(1), x))
+          == jax.tree_util.tree_structure(ref.init(jax.random.PRNGKey(1), x)))
+  v = {"params": {"scale": 1. + jax.random.normal(jax.random.PRNGKey(2), (32,)),
+                  "bias": jax.random.normal(jax.random.PRNGKey(3), (32,))}}
+  (y, yb, g), (y_ref, yb_ref, g_ref) = both(v, x, jax.random.normal(jax.random.PRNGKey(4),
+                                                                      shape))
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  assert yb.dtype == yb_ref.dtype
+  np.testing.assert_allclose(yb, yb_ref, rtol=2e-2, atol=2e-2)
+  for a, b in zip(jax.tree_util.tree_leaves(g), jax.tree_util.tree_leaves(g_ref)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+  x5 = x.reshape((3, 2, 3, 7, 32))                     # all non-batch axes are positions
+  v5 = {"params": {k: p[:16] for k, p in v["params"].items()}}
+  np.testing.assert_allclose(ours.apply(v5, x5[..., :16]), ref.apply(v5, x5[..., :16]),
+                             rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="12 channels .* 8 groups"):
+    layers.GroupNorm(num_groups=8).init(jax.random.PRNGKey(0), jnp.ones((1, 2, 2, 12)))
 
 
 def test_group_norm_normalises_over_channel_groups():

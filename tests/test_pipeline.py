@@ -334,3 +334,11 @@ def test_procedural_synthetic_source(tiny_config):
   c.synthetic.first_seed = synthetic.EVAL_SEEDS.start
   with pytest.raises(ValueError, match="synthetic.*seeds"):
     pipeline.load_sources(c)
+  c.synthetic.first_seed = 0
+  c.synthetic.noise = "bank"
+  (_, _, src), = pipeline.load_sources(c)
+  assert src.noise == "bank"
+  assert not np.array_equal(src.frame(src.record(1), 5), v.frames[5])
+  c.synthetic.procedural = False
+  with pytest.raises(ValueError, match="data.synthetic.noise='bank' needs"):
+    pipeline.load_sources(c)

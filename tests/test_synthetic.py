@@ -1,4 +1,5 @@
 """Synthetic tracking videos: determinism, geometry, knobs, OTB-layout writer."""
+import dataclasses
 import os
 
 import numpy as np
@@ -65,6 +66,60 @@ def test_occlusion_and_distractor_knobs():
   vis_clear = [synthetic.render_video(s, 40, 64, 64, clear).visible.min() for s in range(4)]
   assert min(vis_occ) < 0.5
   assert min(vis_clear) == pytest.approx(1.0)
+
+
+def test_noise_bank_replaces_only_the_sensor_noise():
+  """render_frame(noise_bank=...): the frame minus its noise-free render is a window of
+  the bank (same i.i.d. N(0, std^2) per pixel), drawn per (scene, frame) deterministically;
+  a bank smaller than the frame is refused."""
+  cfg = synthetic.SyntheticConfig(noise_std=6.0)
+  scene = synthetic.make_scene(3, 6, 48, 64, cfg)
+  clean_scene = dataclasses.replace(scene, config=dataclasses.replace(cfg, noise_std=0.0))
+  bank = synthetic.make_noise_bank(48, 64, cfg.noise_std, seed=1)
+  assert bank.shape == (96, 128, 3) and bank.dtype == np.float32
+  assert abs(bank.std() - 6.0) < 0.2 and abs(bank.mean()) < 0.2
+  np.testing.assert_array_equal(bank, synthetic.make_noise_bank(48, 64, 6.0, seed=1))
+  assert not np.array_equal(bank, synthetic.make_noise_bank(48, 64, 6.0, seed=2))
+  clean = synthetic.render_frame(clean_scene, 2)[0].astype(np.float32)
+  exact = synthetic.render_frame(scene, 2)[0].astype(np.float32)
+  banked = synthetic.render_frame(scene, 2, noise_bank=bank)[0].astype(np.float32)
+  np.testing.assert_array_equal(banked,
+                                synthetic.render_frame(scene, 2, noise_bank=bank)[0])
+  unclipped = (clean > 30) & (clean < 225)
+  assert unclipped.mean() > 0.5
+  for frame in (exact, banked):
+    resid = (frame - clean)[unclipped]
+    assert 5.0 < resid.std() < 7.0 and abs(resid.mean()) < 0.5
+  assert not np.array_equal(exact, banked)
+  # The residual is one window of the bank (up to the truncation to uint8 of both frames).
+  resid = banked - clean
+  fits = [np.abs(resid - bank[oy:oy + 48, ox:ox + 64])[unclipped].max()
+          for oy in range(49) for ox in range(65)]
+  assert min(fits) < 1.0 and sorted(fits)[1] > 10.
+  other = synthetic.render_frame(scene, 3, noise_bank=bank)[0].astype(np.float32)
+  clean3 = synthetic.render_frame(clean_scene, 3)[0].astype(np.float32)
+  assert np.abs((other - clean3) - resid).mean() > 1.0   # another frame, another window
+  with pytest.raises(ValueError, match="noise bank"):
+    synthetic.render_frame(scene, 2, noise_bank=bank[:40])
+
+
+def test_procedural_noise_bank_mode():
+  """ProceduralVideos(noise='bank'): frames equal those of exact mode up to the sensor
+  noise, deterministic, the bank not pickled; an unknown mode names the config key."""
+  import pickle  # pylint: disable=g-import-not-at-top
+  cfg = synthetic.SyntheticConfig(noise_std=2.0)
+  exact = synthetic.ProceduralVideos(0, 4, 8, 48, 64, cfg, jpeg_quality=100)
+  bank = synthetic.ProceduralVideos(0, 4, 8, 48, 64, cfg, jpeg_quality=100, noise="bank")
+  rec = bank.record(2)
+  a, b = exact.frame(rec, 4).astype(int), bank.frame(rec, 4).astype(int)
+  assert not np.array_equal(a, b) and np.abs(a - b).mean() < 4.0
+  np.testing.assert_array_equal(bank.frame(rec, 4), b)
+  assert bank._bank is not None  # pylint: disable=protected-access
+  clone = pickle.loads(pickle.dumps(bank))
+  assert clone._bank is None  # pylint: disable=protected-access
+  np.testing.assert_array_equal(clone.frame(clone.record(2), 4), b)
+  with pytest.raises(ValueError, match="data.synthetic.noise='fast'"):
+    synthetic.ProceduralVideos(0, 4, 8, 48, 64, cfg, noise="fast")
 
 
 def test_seed_ranges_are_disjoint():

@@ -85,6 +85,10 @@ def default_data_config():
       # procedural: render each drawn video on demand (seeds first_seed ..
       # first_seed + num_videos - 1, no files) instead of a written TFDS set.
       procedural=False, jpeg_quality=92,
+      # noise: "exact" (fresh normals per frame, as every written and evaluation
+      # sequence) or "bank" (procedural only: windows of one noise field, ~1/3
+      # less CPU per batch; `synthetic.make_noise_bank`).
+      noise="exact",
       num_videos=1000, first_seed=0, num_frames=100, height=256, width=256,
       difficulty=ml_collections.ConfigDict(dict(
           object_size=(0.12, 0.35), speed=0.015, num_distractors=(0, 2),
@@ -125,11 +129,15 @@ def load_sources(config):
         source = synthetic_lib.ProceduralVideos(
             synth["first_seed"], synth["num_videos"], synth["num_frames"], synth["height"],
             synth["width"], synthetic_lib.SyntheticConfig.from_dict(dict(synth["difficulty"])),
-            synth.get("jpeg_quality", 92))
+            synth.get("jpeg_quality", 92), synth.get("noise", "exact"))
       else:
         if synth is not None:
           synth["difficulty"] = dict(synth.get("difficulty", {}))
           synth.pop("jpeg_quality", None)
+          if synth.pop("noise", "exact") != "exact":
+            raise ValueError("config data.synthetic.noise='bank' needs "
+                             "data.synthetic.procedural=True (a written set's frames are "
+                             "rendered with exact noise)")
         builder = builders.make_builder(entry.name, root, data_dir, synth)
         if config.prepare_if_missing:
           builders.prepare(builder, root)

@@ -332,11 +332,31 @@ def make_scene(seed, num_frames, height, width, config=SyntheticConfig()) -> Sce
                noise_seed=int(rng.integers(2**63)), boxes=boxes)
 
 
-def render_frame(scene: Scene, i: int, with_mask: bool = False):
+NOISE_MODES = ("exact", "bank")
+
+
+def make_noise_bank(height, width, std, seed=0):
+  """A (2 * height, 2 * width, 3) float32 field of N(0, std^2) sensor noise.
+
+  `render_frame(..., noise_bank=bank)` adds a window of it at an offset drawn
+  from the frame's noise generator instead of drawing H * W * 3 fresh normals:
+  ~0.05 ms instead of ~2.7 ms per 256 x 256 frame, which was a third of the
+  procedural training data's CPU cost (`benchmarks/RESULTS.md`, session 10).
+  Each frame's noise is still i.i.d. N(0, std^2) over its pixels; frames
+  share shifted windows of one field ((H + 1) (W + 1) offsets).
+  """
+  rng = np.random.default_rng([int(seed), 0x6E6F6973])
+  bank = rng.standard_normal((2 * int(height), 2 * int(width), 3), dtype=np.float32)
+  return bank * np.float32(std)
+
+
+def render_frame(scene: Scene, i: int, with_mask: bool = False, noise_bank=None):
   """Frame `i` of a scene: (uint8 (H, W, 3) RGB, visible fraction, alpha mask or None).
 
   Independent of which other frames are rendered (the sensor noise of frame
-  i is seeded by (scene noise seed, i)).
+  i is seeded by (scene noise seed, i)). `noise_bank` (`make_noise_bank` at
+  the config's `noise_std`): the noise is a window of it (training draws);
+  None: fresh normals (every written and evaluation sequence).
   """
   cfg, (H, W) = scene.config, scene.size
   py, px = scene.pan[i, 1], scene.pan[i, 0]
@@ -365,7 +385,14 @@ def render_frame(scene: Scene, i: int, with_mask: bool = False):
                           speed_px * cfg.blur_exposure)
   if cfg.noise_std > 0:
     noise_rng = np.random.default_rng([scene.noise_seed, int(i)])
-    canvas += noise_rng.normal(0, cfg.noise_std, size=canvas.shape).astype(np.float32)
+    if noise_bank is None:
+      canvas += noise_rng.normal(0, cfg.noise_std, size=canvas.shape).astype(np.float32)
+    else:
+      bh, bw = noise_bank.shape[:2]
+      if bh < H or bw < W:
+        raise ValueError(f"noise bank {noise_bank.shape[:2]} smaller than the frame {(H, W)}")
+      oy, ox = (int(v) for v in noise_rng.integers(0, [bh - H + 1, bw - W + 1]))
+      canvas += noise_bank[oy:oy + H, ox:ox + W]
   return np.clip(canvas, 0, 255).astype(np.uint8), visible, mask
 
 
@@ -449,17 +476,38 @@ class ProceduralVideos:
   each passed through a JPEG encode/decode at `jpeg_quality`, like the
   written sets (`write_sequence`) and the held-out sequences, so that training
   and evaluation frames carry the same compression. Picklable (grain workers).
+  `noise`: "exact" renders the frames of `render_video` (bit for bit before the
+  JPEG round trip); "bank" takes each frame's sensor noise as a window of one
+  `make_noise_bank` field (same per-frame distribution, ~a third less CPU per
+  training batch), built lazily in each process.
   """
 
   def __init__(self, first_seed, num_videos, num_frames, height, width,
-               config=SyntheticConfig(), jpeg_quality=92):
+               config=SyntheticConfig(), jpeg_quality=92, noise="exact"):
     self.first_seed, self.num_videos = int(first_seed), int(num_videos)
     if self.num_videos <= 0:
       raise ValueError(f"procedural synthetic set: num_videos={num_videos} must be positive")
     check_seeds([self.first_seed, self.first_seed + self.num_videos - 1], TRAIN_SEEDS,
                 "training")
+    if noise not in NOISE_MODES:
+      raise ValueError(f"config data.synthetic.noise={noise!r}: allowed values are "
+                       f"{', '.join(NOISE_MODES)}")
     self.num_frames, self.height, self.width = int(num_frames), int(height), int(width)
-    self.config, self.jpeg_quality = config, int(jpeg_quality)
+    self.config, self.jpeg_quality, self.noise = config, int(jpeg_quality), noise
+    self._bank = None
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    state["_bank"] = None            # rebuilt in the worker: 3 MB not sent through pickles
+    return state
+
+  def _noise_bank(self):
+    if self.noise != "bank" or self.config.noise_std <= 0:
+      return None
+    if self._bank is None:
+      self._bank = make_noise_bank(self.height, self.width, self.config.noise_std,
+                                   seed=self.first_seed)
+    return self._bank
 
   def __len__(self):
     return self.num_videos
@@ -475,7 +523,7 @@ class ProceduralVideos:
 
   def frame(self, rec, i):
     """Frame i of a `record`, uint8 (H, W, 3) RGB after the JPEG round trip."""
-    rgb, _, _ = render_frame(rec["scene"], int(i))
+    rgb, _, _ = render_frame(rec["scene"], int(i), noise_bank=self._noise_bank())
     if self.jpeg_quality >= 100:
       return rgb
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
