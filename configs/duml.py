@@ -220,9 +220,9 @@ def _tiny(c):
   c.data.search_aug.scale = 0.2
   c.data.search_aug.zoom = 0.5
   c.batch_size = 16
-  # 1800 steps: ~15 min of training on session 12's VM at ~2.0 steps/s with the noise bank
-  # below (1300 at session 8's ~1.26 steps/s; the step's speed varies ~2.5x between VMs of
-  # this type, benchmarks/RESULTS.md). Validation AUC (64 x 150): 0.614 at 1300 steps
+  # 1800 steps: 17 min 53 s of training with compilation in session 12's main job, 1.80
+  # steps/s median with the noise bank below (1300 at session 8's ~1.26 steps/s; the step's
+  # speed varies ~2.5x between VMs of this type, benchmarks/RESULTS.md). Validation AUC (64 x 150): 0.614 at 1300 steps
   # (session 10), 0.625 at 1800; batch 8 x 3400 steps, the same time, 0.623.
   c.steps_per_epoch = 180
   c.optim.num_epochs = 10

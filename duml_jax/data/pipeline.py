@@ -134,8 +134,9 @@ def load_sources(config):
         if synth is not None:
           synth["difficulty"] = dict(synth.get("difficulty", {}))
           synth.pop("jpeg_quality", None)
-          if synth.pop("noise", "exact") != "exact":
-            raise ValueError("config data.synthetic.noise='bank' needs "
+          noise = synth.pop("noise", "exact")
+          if noise != "exact":
+            raise ValueError(f"config data.synthetic.noise={noise!r} needs "
                              "data.synthetic.procedural=True (a written set's frames are "
                              "rendered with exact noise)")
         builder = builders.make_builder(entry.name, root, data_dir, synth)

@@ -30,8 +30,9 @@ class GroupNorm(nn.Module):
   checkpoints are interchangeable) written as per-channel means over the positions,
   then group means of those, and one per-channel multiply-add: flax's form reshapes
   the activation to (..., G, C / G) and broadcasts its statistics back, which on XLA's
-  CPU backend made the step of `tiny,norm=group` ~23% slower than BatchNorm's instead
-  of ~12% (`benchmarks/RESULTS.md`, session 7).
+  CPU backend made the step of `tiny,norm=group` ~23% slower than BatchNorm's
+  (session 7); with this form it costs about the same (0.592 / 0.610 against 0.596
+  s/step, session 10; `benchmarks/RESULTS.md`).
   """
   num_groups: int = GROUPS
   epsilon: float = 1e-5
