@@ -93,13 +93,34 @@ def benchmark_format(name):
 # Atomic file writes.
 
 
+def _umask():
+  """The process's umask (read from /proc where possible: setting it to read it races
+  with threads creating files)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _user_mode(fd):
+  """mkstemp makes 0600 files: give them the mode open() would (0666 less the umask)."""
+  os.fchmod(fd, 0o666 & ~_umask())
+
+
 def atomic_write_text(path, text):
-  """Writes `text` to `path` via a temporary file in the same folder."""
+  """Writes `text` to `path` via a temporary file in the same folder (mode as open() gives)."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_",
                              suffix="_" + os.path.basename(path))
   try:
+    _user_mode(fd)
     with os.fdopen(fd, "w") as f:
       f.write(text)
       f.flush()
@@ -331,6 +352,7 @@ def write_submission_zip(fmt, tracker_dir, seq_names, zip_path):
       raise ValueError(f"{fmt.name}: no submission zip for layout {fmt.layout}")
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(zip_path)),
                              prefix=".tmp_", suffix=".zip")
+  _user_mode(fd)
   os.close(fd)
   try:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
