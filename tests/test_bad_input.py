@@ -121,6 +121,7 @@ def evaluate_results(data):
       "trunc": bench("trunc", "res_trunc"),
       "trunc_traceback": _case(*bench("trunc", "res_trunc2")["argv"],
                                env={"DUML_TRACEBACK": "1"}),
+      "trunc_verbose": bench("trunc", "res_trunc3", "--verbosity=1"),
       "outside": bench("outside", "res_outside"),
       "sizes": bench("sizes", "res_sizes"),
       "gap": bench("gap", "res_gap"),
@@ -174,9 +175,9 @@ def test_truncated_jpeg_names_sequence_frame_and_file(evaluate_results, data):
   path = data["trunc"] / "Seq" / "img" / "0003.jpg"
   _user_error(evaluate_results["trunc"], "truncated JPEG", str(path), "sequence 'Seq'",
               "frame 2")
-  # DUML_TRACEBACK=1 shows the traceback of the same user error.
-  tb = evaluate_results["trunc_traceback"]
-  assert tb["rc"] != 0 and "Traceback" in tb["stderr"] and "FrameError" in tb["stderr"]
+  # DUML_TRACEBACK=1 or --verbosity=1 shows the traceback of the same user error.
+  for tb in (evaluate_results["trunc_traceback"], evaluate_results["trunc_verbose"]):
+    assert tb["rc"] != 0 and "Traceback" in tb["stderr"] and "FrameError" in tb["stderr"]
 
 
 def test_first_box_outside_the_image_names_file_and_line(evaluate_results, data):

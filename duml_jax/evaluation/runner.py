@@ -512,8 +512,8 @@ def score_one_pass(sequences, tracker_dir, benchmark="OTB"):
   for s in sequences:
     pred = writers.read_one_pass(tracker_dir, s.name, one_based=s.one_based)
     if len(pred) != len(s):
-      raise ValueError(f"{tracker_dir}/{s.name}.txt: {len(pred)} boxes for "
-                       f"{len(s)} frames")
+      raise writers.ResultFileError(f"{tracker_dir}/{s.name}.txt: {len(pred)} boxes for "
+                                    f"{len(s)} frames")
     curves[s.name] = metrics.one_pass_curves(
         pred, s.boxes, start_frame=s.start_frame,
         absent=s.absent if fmt.absent_fails else None)

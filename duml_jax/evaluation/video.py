@@ -186,9 +186,6 @@ def track_video(tracker, source, init_box, output_path=None, *, fps=None,
           writer = _open_writer(output_path, rate, size, codec)
         label = f"{score:.2f}" if show_score and np.isfinite(score) else None
         drawn = draw_box(frame, box, color, thickness, label)
-        if (drawn.shape[1], drawn.shape[0]) != size:
-          # VideoWriter silently drops frames of another size.
-          drawn = cv2.resize(drawn, size)
         writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
   finally:
     if writer is not None:

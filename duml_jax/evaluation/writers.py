@@ -31,6 +31,8 @@ from typing import Optional
 
 import numpy as np
 
+from duml_jax import errors
+
 ONE_PASS = "one_pass"
 GOT10K = "got10k"
 VOT = "vot"
@@ -58,6 +60,10 @@ class BenchmarkFormat:
   repetitions: int = 1
   eao_range: Optional[tuple] = None
   absent_fails: bool = False
+
+
+class ResultFileError(errors.UserError, ValueError):
+  """A result file (ours or another tracker's, e.g. for --score_only) that cannot be read."""
 
 
 def benchmark_format(name):
@@ -163,7 +169,7 @@ def _load_rows(path):
         rows.append([float(v) for v in line.replace("\t", ",").replace(
             " ", ",").split(",") if v])
       except ValueError as e:
-        raise ValueError(f"{path}:{lineno}: cannot parse {line!r}") from e
+        raise ResultFileError(f"{path}:{lineno}: cannot parse {line!r}") from e
   return rows
 
 
@@ -171,7 +177,7 @@ def read_boxes_file(path, one_based=False):
   """(N, 4) boxes from an ``x,y,w,h`` per line file, made 0-based."""
   rows = _load_rows(path)
   if any(len(r) != 4 for r in rows):
-    raise ValueError(f"{path}: expected 4 numbers per line")
+    raise ResultFileError(f"{path}: expected 4 numbers per line")
   return to_file_coords(np.array(rows, np.float64).reshape(-1, 4),
                         one_based, -1.0)
 
@@ -297,12 +303,12 @@ def read_vot_trajectory(path, *, one_based):
   for lineno, row in enumerate(_load_rows(path), 1):
     if len(row) == 1:
       if row[0] not in (0, 1, 2):
-        raise ValueError(f"{path}:{lineno}: unknown code {row[0]}")
+        raise ResultFileError(f"{path}:{lineno}: unknown code {row[0]}")
       out.append(int(row[0]))
     elif len(row) in (4, 8):
       out.append(to_file_coords(row, one_based, -1.0))
     else:
-      raise ValueError(f"{path}:{lineno}: expected 1, 4 or 8 numbers")
+      raise ResultFileError(f"{path}:{lineno}: expected 1, 4 or 8 numbers")
   return out
 
 
