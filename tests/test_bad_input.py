@@ -137,6 +137,8 @@ def evaluate_results(data):
       "output_under_file": bench("ok", "a_file/sub"),
       "output_read_only": _case("evaluate.py", TINY, "--benchmark=otb",
                                 f"--dataset_dir={data['ok']}", "--output_dir=/sys/duml_out"),
+      "missing_checkpoint": _case(*bench("ok", "res_ckpt")["argv"],
+                                  f"--checkpoint={t / 'no_such_workdir'}"),
       "init_box_letters": video("vid_letters", "a,b,c,d"),
       "init_box_outside": video("vid_outside", "300,200,10,10"),
       "video_ok": video("vid_ok", "29,19,24,18"),
@@ -230,6 +232,12 @@ def test_unusable_output_dir_is_refused_before_any_work(evaluate_results, data):
     _user_error(evaluate_results["output_read_only"], "--output_dir=/sys/duml_out",
                 "cannot write in /sys")
   assert not os.path.exists("/sys/duml_out")
+
+
+def test_missing_checkpoint_is_named_and_not_created(evaluate_results, data):
+  _user_error(evaluate_results["missing_checkpoint"], str(data["tmp"] / "no_such_workdir"),
+              "train.py workdir")
+  assert not (data["tmp"] / "no_such_workdir").exists()
 
 
 def test_init_box_that_is_not_numbers_is_a_usage_error(evaluate_results):

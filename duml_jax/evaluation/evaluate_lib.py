@@ -76,8 +76,8 @@ def config_and_variables(config=None, checkpoint: Optional[str] = None,
   """
   if config is not None and nano.is_nano(config):
     if step is not None:
-      raise errors.ConfigError(f"step={step}: a checkpoint step applies to train.py workdirs, not to "
-                       "NanoTrack / DuML-nano configs")
+      raise errors.ConfigError(f"step={step}: a checkpoint step applies to train.py workdirs, "
+                               "not to NanoTrack / DuML-nano configs")
     config = nano.with_online_params(config, checkpoint)
     return config, nano.load_variables(config)
   if checkpoint:
