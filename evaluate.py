@@ -18,16 +18,20 @@ duml_nano, onr): pretrained NanoTrack weights (`config.model.weights`);
 `--checkpoint` is a `python -m duml_jax.training.meta_nano` workdir of the
 online pieces (a meta_nano workdir alone implies `configs/duml_nano.py`).
 Results go to OUT/<tracker_name>/ in the benchmark's own format, with
-OUT/report.json, a printed table and success/precision plots.
-"""
-import os
+OUT/report.json, a printed table and success/precision plots. The settings
+that made them (config, weights, code version) are kept in
+OUT/<tracker_name>/settings.json: a rerun with the same settings resumes, one
+with other settings is refused unless --overwrite.
 
+Bad input (flags, files, frames, boxes) exits with status 2 and a line naming
+it; --verbosity=1 or DUML_TRACEBACK=1 shows the traceback too.
+"""
 from absl import app
 from absl import flags
-import numpy as np
 from ml_collections import config_flags
 
 from configs import duml_nano as duml_nano_config
+from duml_jax import cli
 from duml_jax.evaluation import baselines
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.evaluation import nano
@@ -53,15 +57,35 @@ _BASELINES = flags.DEFINE_list("baselines", [],
 _PROTOCOL = flags.DEFINE_enum("protocol", None, ["vot"], "Run the VOT re-init protocol instead.")
 _VIDEO = flags.DEFINE_string("video", None, "Video mode: a video file or a folder of frames.")
 _INIT_BOX = flags.DEFINE_list("init_box", None, "Video mode: x,y,w,h of the target in frame 1.")
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace results in OUT/<tracker_name>/ made with other settings "
+    "(default: refuse them; the same settings resume).")
 
 
 def _config_and_variables():
+  """(config, variables, source: where the variables came from)."""
   config = _CONFIG.value
   if config is None and _CKPT.value and nano.is_online_workdir(_CKPT.value):
     config = duml_nano_config.get_config("duml_nano")   # a meta_nano workdir
   if config is None and not _CKPT.value:
     raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
-  return evaluate_lib.config_and_variables(config, _CKPT.value, _STEP.value)
+  source = evaluate_lib.checkpoint_source(config, _CKPT.value, _STEP.value)
+  config, variables = evaluate_lib.config_and_variables(config, _CKPT.value,
+                                                        source["checkpoint_step"])
+  return config, variables, source
+
+
+def _init_box():
+  """--init_box as four floats (a usage error naming the flag otherwise)."""
+  given = ",".join(_INIT_BOX.value or [])
+  try:
+    box = [float(v) for v in _INIT_BOX.value or []]
+  except ValueError:
+    box = []
+  if len(box) != 4:
+    raise app.UsageError(f"--init_box={given}: expected four numbers x,y,w,h (0-based pixels "
+                         "of the target in the first frame)")
+  return box
 
 
 def main(argv):
@@ -69,17 +93,14 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _OUTPUT.value:
     raise app.UsageError("--output_dir is required")
+  cli.check_output_dir(_OUTPUT.value, "output_dir")       # before any work
   if _VIDEO.value:
-    if not _INIT_BOX.value or len(_INIT_BOX.value) != 4:
-      raise app.UsageError("--video needs --init_box=x,y,w,h")
-    config, variables = _config_and_variables()
+    init_box = _init_box()
+    config, variables, _ = _config_and_variables()
     trk = evaluate_lib.make_single_tracker(config, variables, _NAME.value)
-    os.makedirs(_OUTPUT.value, exist_ok=True)
     suffix = "_nano" if nano.is_nano(config) else "_duml"
-    out = os.path.join(_OUTPUT.value, os.path.splitext(os.path.basename(
-        _VIDEO.value.rstrip("/")))[0] + suffix + ".mp4")
-    boxes = video_lib.track_video(trk, _VIDEO.value, np.asarray(_INIT_BOX.value, float), out)
-    np.savetxt(out[:-4] + ".txt", boxes, fmt="%.2f", delimiter=",")
+    boxes, out = video_lib.track_to_folder(trk, _VIDEO.value, init_box, _OUTPUT.value, suffix,
+                                           box_name="--init_box")
     print(f"tracked {len(boxes)} frames -> {out}")
     return
   if not (_BENCHMARK.value and _DATASET.value):
@@ -90,11 +111,12 @@ def main(argv):
                                      _TRACKERS.value, split=_SPLIT.value, sequences=seqs,
                                      protocol=_PROTOCOL.value)
   else:
-    config, variables = _config_and_variables()
+    config, variables, source = _config_and_variables()
     report = evaluate_lib.evaluate_model(
         config, variables, _BENCHMARK.value, _DATASET.value, _OUTPUT.value, split=_SPLIT.value,
         sequences=seqs, batch_sequences=_BATCH.value, name=_NAME.value,
-        baseline_names=_BASELINES.value, protocol=_PROTOCOL.value)
+        baseline_names=_BASELINES.value, protocol=_PROTOCOL.value, overwrite=_OVERWRITE.value,
+        source=source)
   if report is None:
     print(f"no public ground truth for this split: submission files are in {_OUTPUT.value}")
   else:
@@ -102,4 +124,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,6 +5,10 @@ config field can be overridden, e.g. `--config.num_train_steps=20`. On
 several hosts, start the same command on each with `--multihost` (JAX reads
 the coordinator from the cluster environment, or pass
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`).
+
+Bad input (an unknown config key, an unwritable workdir, ...) exits with
+status 2 and a line naming it; --verbosity=1 or DUML_TRACEBACK=1 shows the
+traceback too.
 """
 from absl import app
 from absl import flags
@@ -12,6 +16,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from duml_jax import cli
 from duml_jax import config_lib
 from duml_jax.evaluation import writers
 from duml_jax.training import trainer
@@ -28,6 +33,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  cli.check_output_dir(_WORKDIR.value, "workdir")        # before any work
   if _MULTIHOST.value or _COORD.value:
     jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
                                process_id=_PID.value)
@@ -41,4 +47,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -5,6 +5,7 @@ the config at use time, never stored in it, so command-line overrides such as
 ``--config.model.offline=OFR`` cannot leave them stale. Entry points call
 `validate` after flags are parsed.
 """
+from duml_jax import errors
 
 OFFLINE_FORMS = ("none", "OFR", "OFC-1s", "OFC-5s")
 ONLINE_FORMS = ("none", "ONR", "ONC-1s", "ONC-5s")
@@ -48,7 +49,20 @@ def norm_name(model_config):
 
 
 def validate(c):
-  """Rejects contradictory or unknown settings with the offending key named."""
+  """Rejects contradictory or unknown settings with the offending key named.
+
+  Raises:
+    errors.ConfigError (a ValueError): the message names the key.
+  """
+  try:
+    return _validate(c)
+  except errors.ConfigError:
+    raise
+  except ValueError as e:   # a user's setting, not a bug: entry points print it in a line
+    raise errors.ConfigError(str(e)) from None
+
+
+def _validate(c):
   m = c.model
   if m.offline not in OFFLINE_FORMS:
     raise ValueError(f"model.offline={m.offline!r}; allowed: {OFFLINE_FORMS}")

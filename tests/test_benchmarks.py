@@ -1,4 +1,5 @@
-"""Benchmark readers on tiny on-disk fixtures (a few 32x24 jpgs each)."""
+"""Benchmark readers on tiny on-disk fixtures (a few 128x96 jpgs each: initial boxes must
+lie at least partly inside the first frame)."""
 import os
 
 import cv2
@@ -9,8 +10,8 @@ from duml_jax.data import benchmarks
 from duml_jax.data.benchmarks import BenchmarkError, load_benchmark
 from duml_jax.data.frames import read_frame
 
-_JPG = cv2.imencode(".jpg", np.full((24, 32, 3), 90, np.uint8))[1].tobytes()
-_PNG = cv2.imencode(".png", np.full((24, 32, 3), 90, np.uint8))[1].tobytes()
+_JPG = cv2.imencode(".jpg", np.full((96, 128, 3), 90, np.uint8))[1].tobytes()
+_PNG = cv2.imencode(".png", np.full((96, 128, 3), 90, np.uint8))[1].tobytes()
 
 
 def _frames(folder, names):
@@ -36,8 +37,8 @@ def _rows(n, sep=",", x0=10):
 
 @pytest.fixture
 def otb_root(tmp_path):
-  _frames(tmp_path / "Alpha" / "img", ["1.jpg", "2.jpg", "10.jpg"])
-  _text(tmp_path / "Alpha" / "groundtruth_rect.txt", _rows(3, ","))
+  _frames(tmp_path / "Alpha" / "img", [f"{i}.jpg" for i in range(1, 11)])  # not zero-padded
+  _text(tmp_path / "Alpha" / "groundtruth_rect.txt", _rows(10, ","))
   _frames(tmp_path / "Beta" / "img", [f"{i:04d}.jpg" for i in range(1, 5)])
   _text(tmp_path / "Beta" / "groundtruth_rect.txt", _rows(4, "\t") + [""])
   _frames(tmp_path / "Twin" / "img", [f"{i:04d}.jpg" for i in range(1, 3)])
@@ -51,7 +52,7 @@ def test_otb_generic(otb_root):
   assert [s.name for s in seqs] == ["Alpha", "Beta", "Twin-1", "Twin-2"]
   alpha = seqs[0]
   assert [os.path.basename(f) for f in alpha.frames] == [
-      "1.jpg", "2.jpg", "10.jpg"]
+      f"{i}.jpg" for i in range(1, 11)]    # natural order: 10.jpg last
   # 1-based [10, 5, 8, 6] -> 0-based [9, 4, 8, 6].
   np.testing.assert_array_equal(alpha.boxes[0], [9, 4, 8, 6])
   np.testing.assert_array_equal(alpha.boxes[2], [11, 6, 8, 6])
@@ -219,7 +220,12 @@ def test_otb2015_errors(tmp_path):
   with pytest.raises(BenchmarkError, match=r"unknown sequence\(s\) "
                      r"\['Jogging'\]"):
     load_benchmark("otb2015", otb2015_root, sequences=["Jogging"])
-  # The generic reader points at otb2015 for a sequence with a frame range.
+  # The generic reader names the gap of a missing frame; with the frame back, it points at
+  # otb2015 for a sequence with a frame range.
+  with pytest.raises(BenchmarkError, match=r"'David': 0500.jpg missing between 0499.jpg "
+                     "and 0501.jpg"):
+    load_benchmark("otb", otb2015_root, sequences=["David"])
+  _frames(otb2015_root / "David" / "img", ["0500.jpg"])
   with pytest.raises(BenchmarkError, match="use --benchmark otb2015"):
     load_benchmark("otb", otb2015_root, sequences=["David"])
 

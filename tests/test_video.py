@@ -91,15 +91,48 @@ def test_track_folder_without_output(tmp_path):
       boxes, [[5 + 4 * i, 10, 10, 8] for i in range(4)])
 
 
-def test_folder_source_resized_frame(tmp_path):
+def test_folder_frames_of_another_size_are_an_error(tmp_path):
   folder = tmp_path / "frames"
   folder.mkdir()
   cv2.imwrite(str(folder / "1.png"), cv2.cvtColor(_frame(0), cv2.COLOR_RGB2BGR))
   big = cv2.resize(_frame(1), (W * 2, H * 2), interpolation=cv2.INTER_NEAREST)
   cv2.imwrite(str(folder / "2.png"), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
-  out = tmp_path / "out.avi"
-  track_video(RedTracker(), folder, [5, 10, 10, 8], out)
-  assert len(_read_all(out)) == 2  # not silently dropped
+  with pytest.raises(VideoError, match=rf"frame 1 \(.*2.png\) is {2 * W}x{2 * H} but frame 0 "
+                     rf"\(.*1.png\) is {W}x{H}"):
+    track_video(RedTracker(), folder, [5, 10, 10, 8], tmp_path / "out.avi")
+
+
+def test_initial_box_outside_the_frame(tmp_path, caplog):
+  source = tmp_path / "in.avi"
+  _write_video(source, "MJPG")
+  with pytest.raises(VideoError, match=r"--init_box \[70.0, 10.0, 5.0, 5.0\] lies entirely "
+                     rf"outside the {W}x{H} first frame"):
+    track_video(RedTracker(), source, [70, 10, 5, 5], box_name="--init_box")
+  tracker = RedTracker()
+  with caplog.at_level("WARNING"):
+    boxes = track_video(tracker, source, [-4, 10, 14, 8], max_frames=2)
+  np.testing.assert_array_equal(tracker.init_box, [0, 10, 10, 8])    # clipped to the frame
+  np.testing.assert_array_equal(boxes[0], [0, 10, 10, 8])
+  assert any("clipped to [0.0, 10.0, 10.0, 8.0]" in r.getMessage() for r in caplog.records)
+
+
+def test_track_to_folder_leaves_nothing_when_it_fails(tmp_path):
+  source = tmp_path / "in.avi"
+  _write_video(source, "MJPG")
+
+  class Failing(RedTracker):
+    def update(self, frame):
+      if len(self.frames) == 3:
+        raise RuntimeError("tracker failed")
+      return super().update(frame)
+
+  out = tmp_path / "new" / "out"
+  with pytest.raises(RuntimeError, match="tracker failed"):
+    video.track_to_folder(Failing(), source, [5, 10, 10, 8], str(out), "_red")
+  assert not (tmp_path / "new").exists()          # no partial video, no empty folders
+  boxes, path = video.track_to_folder(RedTracker(), source, [5, 10, 10, 8], str(out), "_red")
+  assert path == str(out / "in_red.mp4") and len(_read_all(path)) == N
+  np.testing.assert_allclose(np.loadtxt(out / "in_red.txt", delimiter=","), boxes)
 
 
 def test_errors(tmp_path):

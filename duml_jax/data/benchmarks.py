@@ -30,7 +30,15 @@ benchmark gives for absent frames (LaSOT's ``0,0,0,0``) are kept as given
 (converted); use `Sequence.absent`. NfS 30 fps folders one frame longer or
 shorter than their subsampled rows are cut to the shorter (the usual
 handling); every other mismatch of rows and frames is an error, except the
-first-box-only TEST splits of TrackingNet and GOT-10k.
+first-box-only TEST splits of TrackingNet and GOT-10k. Frames listed from a
+folder whose files are numbered (``0001.jpg`` ...) must be numbered without
+gaps (a missing file would put every later box on the wrong frame): the
+error names the missing file and its neighbours.
+
+The initial box is checked against the first frame's size (read from its
+header): a box entirely outside the image is an error naming the file and
+line; a box partly outside is clipped to the image with a warning (VOT
+polygons are kept as given, as the VOT toolkit does).
 
 `detect_layout(root)` names the layout family of a folder; a `load_benchmark`
 name that does not match its folder raises `BenchmarkError` naming the
@@ -40,14 +48,17 @@ import glob
 import os
 import re
 
+from absl import logging
 import numpy as np
 
+from duml_jax import errors
+from duml_jax.data import frames as frames_lib
 from duml_jax.data.sequence import Sequence
 
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(errors.UserError, ValueError):
   """A benchmark folder that does not match its documented layout."""
 
 
@@ -261,6 +272,35 @@ def _check_initial_box(benchmark, sequence, box, gt_path, line):
           " is NaN or has a non-positive size", sequence)
 
 
+def _image_size(benchmark, sequence, path):
+  """(width, height) of an image from its header."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as im:
+      return im.size
+  except OSError as e:
+    raise frames_lib.FrameError(f"[{benchmark}] sequence {sequence!r}: cannot read the "
+                                f"size of frame 0 ({path}): {e}") from None
+
+
+def _fit_initial_box(benchmark, sequence, boxes, frame0, gt_path, line, clip):
+  """Refuses an initial box entirely outside frame 0; clips (with a warning) one partly
+  outside when `clip`. `boxes` are 0-based; returns them (row 0 possibly clipped)."""
+  width, height = _image_size(benchmark, sequence, frame0)
+  x, y, w, h = boxes[0]
+  x0, y0, x1, y1 = max(x, 0.), max(y, 0.), min(x + w, width), min(y + h, height)
+  if x1 <= x0 or y1 <= y0:
+    _fail(benchmark, f"initial box {boxes[0].tolist()} (0-based) in {gt_path} (line {line}) "
+          f"lies entirely outside the {width}x{height} first frame {frame0}", sequence)
+  if clip and (x0, y0, x1, y1) != (x, y, x + w, y + h):
+    boxes = boxes.copy()
+    boxes[0] = [x0, y0, x1 - x0, y1 - y0]
+    logging.warning("[%s] sequence %r: initial box %s (0-based) in %s (line %d) extends "
+                    "outside the %dx%d first frame: clipped to %s", benchmark, sequence,
+                    [x, y, w, h], gt_path, line, width, height, boxes[0].tolist())
+  return boxes
+
+
 def _to_zero_based(boxes, one_based):
   boxes = np.array(boxes, dtype=np.float64)
   if one_based:
@@ -271,9 +311,11 @@ def _to_zero_based(boxes, one_based):
 def _make_sequence(benchmark, name, frames, boxes, gt_path, one_based,
                    polygons=None, absent=None, attributes=None, init_line=1):
   _check_initial_box(benchmark, name, boxes[0], gt_path, init_line)
+  boxes = _fit_initial_box(benchmark, name, _to_zero_based(boxes, one_based), frames[0],
+                           gt_path, init_line, clip=polygons is None)
   return Sequence(
       name=name, frames=tuple(frames),
-      boxes=_to_zero_based(boxes, one_based),
+      boxes=boxes,
       polygons=(None if polygons is None
                 else _to_zero_based_polygons(polygons, one_based)),
       absent=absent, start_frame=0, one_based=one_based,
@@ -286,11 +328,36 @@ def _to_zero_based_polygons(polygons, one_based):
 
 
 def _images(benchmark, sequence, folder):
-  """`list_images(folder)`, which must not be empty."""
+  """`list_images(folder)`, which must not be empty nor have gaps in its numbering."""
   frames = list_images(folder)
   if not frames:
     _fail(benchmark, f"no images in {folder}", sequence)
+  _check_numbering(benchmark, sequence, frames)
   return frames
+
+
+def _check_numbering(benchmark, sequence, frames):
+  """Fails naming the first gap when every file is ``<prefix><number>.<ext>`` (one prefix
+  and extension) and the numbers are not consecutive; other namings are not checked."""
+  parts = [re.fullmatch(r"(.*?)(\d+)(\.[^.]+)", os.path.basename(f)) for f in frames]
+  if len(frames) < 2 or not all(parts) or len({(m[1], m[3].lower()) for m in parts}) != 1:
+    return
+  numbers = [int(m[2]) for m in parts]
+  padded = len({len(m[2]) for m in parts}) == 1
+  for i in range(1, len(frames)):
+    a, b = numbers[i - 1], numbers[i]
+    if b == a + 1:
+      continue
+    before, after = os.path.basename(frames[i - 1]), os.path.basename(frames[i])
+    if b == a:
+      _fail(benchmark, f"{before} and {after} in {os.path.dirname(frames[i])} have the "
+            "same frame number: remove one", sequence)
+    name = lambda n, m=parts[i - 1]: f"{m[1]}{n:0{len(m[2]) if padded else 0}d}{m[3]}"
+    missing = (name(a + 1) if b == a + 2 else
+               f"{name(a + 1)} .. {name(b - 1)} ({b - a - 1} files)")
+    _fail(benchmark, f"{missing} missing between {before} and {after} in "
+          f"{os.path.dirname(frames[i])}: every later box would fall on the wrong frame; "
+          "restore the missing frame(s)", sequence)
 
 
 def _numbered_frames(benchmark, sequence, folder, start, end, digits, ext):
@@ -432,6 +499,7 @@ def _vot_frames(bench, name, seq_dir, count):
   where = color if os.path.isdir(color) else seq_dir
   if not frames:
     _fail(bench, f"no frames in {where}", name)
+  _check_numbering(bench, name, frames)
   return frames, f"images in {where}"
 
 

@@ -19,14 +19,17 @@ import jax
 import ml_collections
 
 from duml_jax import config_lib
+from duml_jax import errors
 from duml_jax.data import benchmarks
 from duml_jax.data import synthetic
 from duml_jax.evaluation import baselines
 from duml_jax.evaluation import nano
+from duml_jax.evaluation import provenance
 from duml_jax.evaluation import runner
 from duml_jax.models import duml as duml_lib
 from duml_jax.tracking import adapter
 from duml_jax.tracking import tracker as tracker_lib
+from duml_jax.training import checkpoint as ckpt_lib
 from duml_jax.training import trainer
 
 # evaluate.py benchmark name -> (reader name, runner/scoring benchmark name, tracking overrides)
@@ -73,8 +76,8 @@ def config_and_variables(config=None, checkpoint: Optional[str] = None,
   """
   if config is not None and nano.is_nano(config):
     if step is not None:
-      raise ValueError(f"step={step}: a checkpoint step applies to train.py workdirs, not to "
-                       "NanoTrack / DuML-nano configs")
+      raise errors.ConfigError(f"step={step}: a checkpoint step applies to train.py workdirs, "
+                               "not to NanoTrack / DuML-nano configs")
     config = nano.with_online_params(config, checkpoint)
     return config, nano.load_variables(config)
   if checkpoint:
@@ -85,8 +88,36 @@ def config_and_variables(config=None, checkpoint: Optional[str] = None,
     variables = duml_lib.init_variables(model, jax.random.PRNGKey(config.seed),
                                         config.model.exemplar_size, config.model.search_size)
   else:
-    raise ValueError("give a checkpoint (a train.py workdir) and/or a config")
+    raise errors.ConfigError("give a checkpoint (a train.py workdir) and/or a config")
   return config_lib.validate(config), variables
+
+
+def checkpoint_source(config, checkpoint: Optional[str] = None, step: Optional[int] = None):
+  """{'checkpoint', 'checkpoint_step'} of evaluate.py's --checkpoint / --step, recorded with
+  the results (`provenance`). DuML: the step is resolved (latest by default) so that the
+  step restored is the step recorded; NanoTrack / DuML-nano: `step` as given.
+
+  Raises:
+    errors.UserError: a DuML checkpoint folder that does not exist or holds no checkpoint
+      (checked first: orbax would create the folder).
+  """
+  if not checkpoint:
+    return {"checkpoint": None, "checkpoint_step": step}
+  if (config is not None and nano.is_nano(config)) or nano.is_online_workdir(checkpoint):
+    return {"checkpoint": checkpoint, "checkpoint_step": step}
+  folder = os.path.join(os.path.expanduser(checkpoint), ckpt_lib.CHECKPOINT_DIR)
+  if not os.path.isdir(folder):
+    raise errors.UserError(f"checkpoint {checkpoint}: no {ckpt_lib.CHECKPOINT_DIR}/ folder "
+                           "there; give a train.py workdir (or a meta_nano workdir)")
+  if step is None:
+    manager = ckpt_lib.CheckpointManager(checkpoint, async_save=False)
+    try:
+      step = manager.latest_step()
+    finally:
+      manager.close()
+    if step is None:
+      raise errors.UserError(f"checkpoint {checkpoint}: {folder} holds no checkpoint")
+  return {"checkpoint": checkpoint, "checkpoint_step": int(step)}
 
 
 def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size: int = 1,
@@ -147,7 +178,8 @@ def run_name(benchmark, split=None, protocol=None):
 def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, split=None,
                    sequences: Optional[Seq[str]] = None, batch_sequences: int = 1,
                    name: Optional[str] = None, baseline_names: Seq[str] = (),
-                   protocol: Optional[str] = None, plot=True):
+                   protocol: Optional[str] = None, plot=True, overwrite=False,
+                   source: Optional[dict] = None):
   """Tracks, writes results, scores; returns the report (None for test splits).
 
   Args:
@@ -158,16 +190,23 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
     protocol: None (the benchmark's own) or 'vot' to run the VOT supervised
       re-initialisation protocol on a one-pass benchmark's sequences (used for
       VOT-style A/R/EAO on synthetic sequences; EAO uses VOT2018's range).
+    overwrite: results of other settings already under ``output_dir/<name>``
+      are refused (False), replaced (True) or replaced only when stale
+      ("stale"); same settings resume (`runner.run_one_pass`).
+    source: where `variables` came from (`checkpoint_source`), recorded with
+      the results' settings (`provenance.settings`).
   """
   _, _, overrides = _bench(benchmark)
   bench_name = run_name(benchmark, split, protocol)
   seqs = load_sequences(benchmark, dataset_dir, split, sequences)
   n = max(1, min(int(batch_sequences), len(seqs)))
   trackers = [make_tracker(config, variables, overrides, n, name)]
+  trackers[0].settings = provenance.settings(config, variables, **(source or {}))
   trackers += make_baselines(config, baseline_names, n)
   logging.info("evaluating %s on %s (%d sequences, %d at a time) -> %s",
                trackers[0].name, benchmark, len(seqs), n, output_dir)
-  return runner.evaluate(bench_name, seqs, output_dir, trackers=trackers, plot=plot)
+  return runner.evaluate(bench_name, seqs, output_dir, trackers=trackers, plot=plot,
+                         overwrite=overwrite)
 
 
 def score_only(benchmark, dataset_dir, output_dir, tracker_names: Seq[str] = (), split=None,
@@ -178,7 +217,7 @@ def score_only(benchmark, dataset_dir, output_dir, tracker_names: Seq[str] = (),
   names = list(tracker_names) or sorted(
       d for d in os.listdir(output_dir) if os.path.isdir(os.path.join(output_dir, d)))
   if not names:
-    raise FileNotFoundError(f"no tracker result folders in {output_dir}")
+    raise errors.UserError(f"no tracker result folders in {output_dir}: nothing to score")
   return runner.evaluate(bench_name, seqs, output_dir, tracker_names=names, plot=plot)
 
 
@@ -252,20 +291,21 @@ def evaluate_after_training(config, variables, workdir):
   reports = {}
   bs = int(config.eval.batch_sequences)
   out = os.path.join(workdir, "eval")
+  # Results of an earlier training run in this workdir (other weights) are replaced; an
+  # evaluation of these weights that was cut short resumes.
+  kw = dict(batch_sequences=bs, baseline_names=("keep_first",), overwrite="stale")
   if config.eval.synthetic_sequences:
     folder = synthetic_eval_dir(config, os.path.join(workdir, "eval_data"))
     reports["synthetic"] = evaluate_model(
-        config, variables, "otb", folder, os.path.join(out, "synthetic"),
-        batch_sequences=bs, baseline_names=("keep_first",))
+        config, variables, "otb", folder, os.path.join(out, "synthetic"), **kw)
     reports["synthetic_vot"] = evaluate_model(
-        config, variables, "otb", folder, os.path.join(out, "synthetic_vot"),
-        batch_sequences=bs, baseline_names=("keep_first",), protocol="vot")
+        config, variables, "otb", folder, os.path.join(out, "synthetic_vot"), protocol="vot",
+        **kw)
   sample = os.path.expanduser(config.eval.otb_sample_dir or "")
   if sample:
     if os.path.isdir(sample):
       reports["otb_sample"] = evaluate_model(
-          config, variables, "otb", sample, os.path.join(out, "otb_sample"),
-          batch_sequences=bs, baseline_names=("keep_first",))
+          config, variables, "otb", sample, os.path.join(out, "otb_sample"), **kw)
     else:
       logging.warning("config.eval.otb_sample_dir=%s does not exist: skipped", sample)
   return reports

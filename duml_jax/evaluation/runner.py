@@ -31,6 +31,7 @@ import numpy as np
 
 from duml_jax.data import frames as frames_lib
 from duml_jax.evaluation import metrics
+from duml_jax.evaluation import provenance
 from duml_jax.evaluation import writers
 
 
@@ -42,6 +43,9 @@ class BatchTracker(Protocol):
     name: result folder name (``OUT/<name>/``).
     batch_size: number of lanes N.
     deterministic: optional; False makes GOT-10k run 3 times (default True).
+    settings: optional; the record of what made its results
+      (`provenance.settings`), kept in ``OUT/<name>/settings.json``: a rerun
+      with other settings is refused unless ``overwrite`` (None: unchecked).
 
   Methods:
     init(frames, boxes, mask): (re)initialise every lane i with ``mask[i]``
@@ -246,6 +250,15 @@ def _frame_reader(read_frame):
   return frames_lib.read_frame if read_frame is None else read_frame
 
 
+def _check_size(seq, first, first_size, f, size):
+  """Frames of one sequence must share a size (boxes are clipped to it, crops assume it)."""
+  if size != first_size:
+    raise frames_lib.FrameError(
+        f"sequence {seq.name!r}: frame {f} ({seq.frames[f]}) is {size[0]}x{size[1]} but "
+        f"frame {first} ({seq.frames[first]}) is {first_size[0]}x{first_size[1]}: all frames "
+        "of a sequence must have one size")
+
+
 # --------------------------------------------------------------------------
 # One-pass (OPE, GOT-10k).
 
@@ -260,9 +273,10 @@ def _one_pass_job(seq, runs):
   for r in range(runs):
     boxes = np.full((n, 4), np.nan)
     step = yield _Init(s, init_box)
-    boxes[s], all_times[s, r] = init_box, step.seconds
+    boxes[s], all_times[s, r], size = init_box, step.seconds, step.size
     for f in range(s + 1, n):
       step = yield _Update(f)
+      _check_size(seq, s, size, f, step.size)
       boxes[f], all_times[f, r] = step.box, step.seconds
     all_boxes.append(boxes)
   return all_boxes, all_times
@@ -270,7 +284,7 @@ def _one_pass_job(seq, runs):
 
 def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
                  read_frame=None, log_every_s=10.0, write_zip=None,
-                 read_threads=None):
+                 read_threads=None, overwrite=False):
   """One-pass evaluation of `tracker` on `sequences` with resume.
 
   Args:
@@ -288,6 +302,9 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
     write_zip: write the submission zip (default: TrackingNet, and GOT-10k
       when the name ends in "test" or every sequence has
       ``attributes["split"] == "test"``).
+    overwrite: results of other settings already in the tracker's folder
+      are refused (False), replaced (True: the folder is emptied first) or
+      replaced only when the settings differ ("stale"); `provenance.prepare`.
 
   Returns:
     The tracker's result folder.
@@ -316,6 +333,7 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
                                box_format=fmt.box_format)
     return finish
 
+  provenance.prepare(tracker_dir, getattr(tracker, "settings", None), overwrite)
   todo = _pending(fmt, tracker_dir, sequences)
   jobs = (_Job(s, _one_pass_job(s, runs), finisher(s)) for s in todo)
   progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
@@ -360,15 +378,19 @@ def _vot_job(seq, runs, skip):
   gt = vot_ground_truth(seq)
   gt_file = writers.to_file_coords(gt, seq.one_based)
   trajectories, all_times = [], np.zeros((n, runs))
+  size = None     # of frame 0, the first frame initialised on
   for r in range(runs):
     traj = [metrics.VOT_SKIPPED] * n
     f = 0
     while f < n:
       step = yield _Init(f, metrics.vot_init_box(gt[f]))
+      size = step.size if size is None else size
+      _check_size(seq, 0, size, f, step.size)
       traj[f], all_times[f, r] = metrics.VOT_INIT, step.seconds
       f += 1
       while f < n:
         step = yield _Update(f)
+        _check_size(seq, 0, size, f, step.size)
         all_times[f, r] = step.seconds
         box = step.box
         ok = np.all(np.isfinite(box)) and metrics.vot_overlap(
@@ -386,7 +408,7 @@ def _vot_job(seq, runs, skip):
 
 def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
                      repetitions=1, skip_initialize=5, read_frame=None,
-                     log_every_s=10.0, read_threads=None):
+                     log_every_s=10.0, read_threads=None, overwrite=False):
   """VOT baseline experiment (vot-toolkit 0.9 ``SupervisedExperiment``).
 
   Each lane starts at frame 0 with the "preserve area" box of the ground
@@ -403,7 +425,7 @@ def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
     repetitions: runs per sequence (``<seq>_001.txt`` ...); the toolkit uses
       15 for stochastic trackers, 1 suffices for a deterministic one.
     skip_initialize: frames from failure to re-initialisation.
-    read_frame, log_every_s, read_threads: as `run_one_pass`.
+    read_frame, log_every_s, read_threads, overwrite: as `run_one_pass`.
 
   Returns:
     The tracker's result folder.
@@ -421,6 +443,7 @@ def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
                         one_based=seq.one_based, box_format=fmt.box_format)
     return finish
 
+  provenance.prepare(tracker_dir, getattr(tracker, "settings", None), overwrite)
   todo = _pending(fmt, tracker_dir, sequences, repetitions)
   jobs = (_Job(s, _vot_job(s, repetitions, skip_initialize), finisher(s))
           for s in todo)
@@ -489,8 +512,8 @@ def score_one_pass(sequences, tracker_dir, benchmark="OTB"):
   for s in sequences:
     pred = writers.read_one_pass(tracker_dir, s.name, one_based=s.one_based)
     if len(pred) != len(s):
-      raise ValueError(f"{tracker_dir}/{s.name}.txt: {len(pred)} boxes for "
-                       f"{len(s)} frames")
+      raise writers.ResultFileError(f"{tracker_dir}/{s.name}.txt: {len(pred)} boxes for "
+                                    f"{len(s)} frames")
     curves[s.name] = metrics.one_pass_curves(
         pred, s.boxes, start_frame=s.start_frame,
         absent=s.absent if fmt.absent_fails else None)
@@ -573,7 +596,7 @@ def evaluate(benchmark, sequences, out_dir, trackers=(), tracker_names=(),
     logging.warning("%s", e)
     return None
   report = writers.write_report(out_dir, benchmark, results)
-  logging.info("\n%s", writers.format_table(report))
+  # The table is the caller's to print (evaluate.py, train.py print it once).
   if plot:
     from duml_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
     plots.save_plots(report, out_dir)

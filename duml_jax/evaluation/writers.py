@@ -31,6 +31,8 @@ from typing import Optional
 
 import numpy as np
 
+from duml_jax import errors
+
 ONE_PASS = "one_pass"
 GOT10K = "got10k"
 VOT = "vot"
@@ -58,6 +60,10 @@ class BenchmarkFormat:
   repetitions: int = 1
   eao_range: Optional[tuple] = None
   absent_fails: bool = False
+
+
+class ResultFileError(errors.UserError, ValueError):
+  """A result file (ours or another tracker's, e.g. for --score_only) that cannot be read."""
 
 
 def benchmark_format(name):
@@ -93,13 +99,34 @@ def benchmark_format(name):
 # Atomic file writes.
 
 
+def _umask():
+  """The process's umask (read from /proc where possible: setting it to read it races
+  with threads creating files)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _user_mode(fd):
+  """mkstemp makes 0600 files: give them the mode open() would (0666 less the umask)."""
+  os.fchmod(fd, 0o666 & ~_umask())
+
+
 def atomic_write_text(path, text):
-  """Writes `text` to `path` via a temporary file in the same folder."""
+  """Writes `text` to `path` via a temporary file in the same folder (mode as open() gives)."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_",
                              suffix="_" + os.path.basename(path))
   try:
+    _user_mode(fd)
     with os.fdopen(fd, "w") as f:
       f.write(text)
       f.flush()
@@ -142,7 +169,7 @@ def _load_rows(path):
         rows.append([float(v) for v in line.replace("\t", ",").replace(
             " ", ",").split(",") if v])
       except ValueError as e:
-        raise ValueError(f"{path}:{lineno}: cannot parse {line!r}") from e
+        raise ResultFileError(f"{path}:{lineno}: cannot parse {line!r}") from e
   return rows
 
 
@@ -150,7 +177,7 @@ def read_boxes_file(path, one_based=False):
   """(N, 4) boxes from an ``x,y,w,h`` per line file, made 0-based."""
   rows = _load_rows(path)
   if any(len(r) != 4 for r in rows):
-    raise ValueError(f"{path}: expected 4 numbers per line")
+    raise ResultFileError(f"{path}: expected 4 numbers per line")
   return to_file_coords(np.array(rows, np.float64).reshape(-1, 4),
                         one_based, -1.0)
 
@@ -276,12 +303,12 @@ def read_vot_trajectory(path, *, one_based):
   for lineno, row in enumerate(_load_rows(path), 1):
     if len(row) == 1:
       if row[0] not in (0, 1, 2):
-        raise ValueError(f"{path}:{lineno}: unknown code {row[0]}")
+        raise ResultFileError(f"{path}:{lineno}: unknown code {row[0]}")
       out.append(int(row[0]))
     elif len(row) in (4, 8):
       out.append(to_file_coords(row, one_based, -1.0))
     else:
-      raise ValueError(f"{path}:{lineno}: expected 1, 4 or 8 numbers")
+      raise ResultFileError(f"{path}:{lineno}: expected 1, 4 or 8 numbers")
   return out
 
 
@@ -331,6 +358,7 @@ def write_submission_zip(fmt, tracker_dir, seq_names, zip_path):
       raise ValueError(f"{fmt.name}: no submission zip for layout {fmt.layout}")
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(zip_path)),
                              prefix=".tmp_", suffix=".zip")
+  _user_mode(fd)
   os.close(fd)
   try:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
