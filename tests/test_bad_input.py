@@ -293,6 +293,8 @@ def test_settings_record_names_the_difference(tmp_path):
   (folder / "Seq.txt").write_text("1,2,3,4\n")
   provenance.prepare(str(folder), dict(old))                      # same: resumes, keeps files
   assert (folder / "Seq.txt").exists()
+  provenance.prepare(str(folder), dict(old, code_version="c0"))   # a new commit alone resumes
+  assert (folder / "Seq.txt").exists()
   new = dict(old, variables_sha256="d" * 64, checkpoint_step=1300, code_version="c2")
   with pytest.raises(errors.SettingsMismatchError) as e:
     provenance.prepare(str(folder), new)

@@ -5,8 +5,9 @@ only when the results there were made with the same settings: the config
 sections that make the tracker (``model``, ``tracking``, ``tracker``; the
 training sections act through the weights), the weights themselves (a hash
 of the variables, with the checkpoint folder and step they came from) and the
-code version (git commit). Otherwise the run is refused with both settings
-named, unless ``overwrite`` replaces the old results.
+code version (git commit, recorded and named, but a new commit alone only
+warns: most commits change no tracker). Otherwise the run is refused with both
+settings named, unless ``overwrite`` replaces the old results.
 """
 import functools
 import hashlib
@@ -15,6 +16,7 @@ import os
 import shutil
 import subprocess
 
+from absl import logging
 import jax
 import numpy as np
 
@@ -23,9 +25,9 @@ from duml_jax.evaluation import writers
 
 SETTINGS_FILE = "settings.json"
 _CONFIG_SECTIONS = ("tracker", "model", "tracking")
-# What must match for results to be resumed; the rest (checkpoint path / step) is recorded to
-# name the runs in messages.
-_COMPARED = ("config_sha256", "variables_sha256", "code_version")
+# What must match for results to be resumed; the rest (code version, checkpoint path / step)
+# is recorded to name the runs in messages.
+_COMPARED = ("config_sha256", "variables_sha256")
 
 
 @functools.lru_cache(maxsize=1)
@@ -152,6 +154,9 @@ def prepare(tracker_dir, new, overwrite=False):
           "to replace them, or give another --output_dir (or --tracker_name)")
     shutil.rmtree(tracker_dir)
     has_results = False
+  if same and has_results and old.get("code_version") != new.get("code_version"):
+    logging.warning("%s: resuming results of code %s with code %s (same config and weights)",
+                    tracker_dir, old.get("code_version"), new.get("code_version"))
   if not (same and has_results):
     writers.atomic_write_text(os.path.join(tracker_dir, SETTINGS_FILE),
                               json.dumps(new, indent=1, sort_keys=True, default=str))
