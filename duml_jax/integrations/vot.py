@@ -42,25 +42,26 @@ from duml_jax.data.frames import read_frame
 
 CONFIG_ENV, CHECKPOINT_ENV = "DUML_CONFIG", "DUML_CHECKPOINT"
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.environ.get(CONFIG_ENV) or None,
-    f"Config (default: ${CONFIG_ENV}, else the checkpoint's).", lock_config=True)
-_CKPT = flags.DEFINE_string(
-    "checkpoint", os.environ.get(CHECKPOINT_ENV) or None,
-    f"A train.py workdir (DuML) or a meta_nano workdir (DuML-nano); default ${CHECKPOINT_ENV}.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-_LOG = flags.DEFINE_string("trax_log", None, "Write the TraX protocol log to this file.")
+_FLAGS = {}   # defined only when run as a program: tests import this module beside evaluate.py
+
+
+def _define_flags():
+  _FLAGS["config"] = config_flags.DEFINE_config_file(
+      "config", os.environ.get(CONFIG_ENV) or None,
+      f"Config (default: ${CONFIG_ENV}, else the checkpoint's).", lock_config=True)
+  _FLAGS["checkpoint"] = flags.DEFINE_string(
+      "checkpoint", os.environ.get(CHECKPOINT_ENV) or None,
+      f"A train.py workdir (DuML) or a meta_nano workdir (DuML-nano); default ${CHECKPOINT_ENV}.")
+  _FLAGS["step"] = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  _FLAGS["trax_log"] = flags.DEFINE_string("trax_log", None,
+                                           "Write the TraX protocol log to this file.")
 
 
 def build_tracker(config=None, checkpoint=None, step=None):
   """The one-sequence tracker of a config and/or checkpoint, built as evaluate.py builds it."""
   # Imported here so that `--help` answers without loading the model code.
-  from configs import duml_nano as duml_nano_config   # pylint: disable=import-outside-toplevel
   from duml_jax.evaluation import evaluate_lib   # pylint: disable=import-outside-toplevel
-  from duml_jax.evaluation import nano   # pylint: disable=import-outside-toplevel
-  if config is None and checkpoint and nano.is_online_workdir(checkpoint):
-    config = duml_nano_config.get_config("duml_nano")   # a meta_nano workdir
-  config, variables = evaluate_lib.config_and_variables(config, checkpoint, step)
+  config, variables = evaluate_lib.resolve(config, checkpoint, step)
   return evaluate_lib.make_single_tracker(config, variables)
 
 
@@ -108,14 +109,16 @@ def serve(tracker, log=None) -> int:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if _CONFIG.value is None and not _CKPT.value:
+  config, checkpoint = _FLAGS["config"].value, _FLAGS["checkpoint"].value
+  if config is None and not checkpoint:
     raise app.UsageError(f"give --checkpoint / ${CHECKPOINT_ENV} (a train.py or meta_nano "
                          f"workdir) and/or --config / ${CONFIG_ENV}")
-  tracker = build_tracker(_CONFIG.value, _CKPT.value, _STEP.value)
-  frames = serve(tracker, _LOG.value)
+  tracker = build_tracker(config, checkpoint, _FLAGS["step"].value)
+  frames = serve(tracker, _FLAGS["trax_log"].value)
   # stdout carries the TraX messages; the toolkit logs stderr.
   print(f"duml_jax TraX server: {frames} frames answered", file=sys.stderr)
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
