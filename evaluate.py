@@ -30,7 +30,6 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from configs import duml_nano as duml_nano_config
 from duml_jax import cli
 from duml_jax.evaluation import baselines
 from duml_jax.evaluation import evaluate_lib
@@ -65,13 +64,10 @@ _OVERWRITE = flags.DEFINE_bool(
 def _config_and_variables():
   """(config, variables, source: where the variables came from)."""
   config = _CONFIG.value
-  if config is None and _CKPT.value and nano.is_online_workdir(_CKPT.value):
-    config = duml_nano_config.get_config("duml_nano")   # a meta_nano workdir
   if config is None and not _CKPT.value:
     raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
   source = evaluate_lib.checkpoint_source(config, _CKPT.value, _STEP.value)
-  config, variables = evaluate_lib.config_and_variables(config, _CKPT.value,
-                                                        source["checkpoint_step"])
+  config, variables = evaluate_lib.resolve(config, _CKPT.value, source["checkpoint_step"])
   return config, variables, source
 
 

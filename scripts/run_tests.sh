@@ -9,6 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements-test.txt
+.venv/bin/python -m pip install -q --no-deps -r requirements-export.txt
 export XLA_FLAGS="--xla_force_host_platform_device_count=2"
 export JAX_PLATFORMS=cpu
 exec .venv/bin/python -m pytest -q -p no:randomly "$@"

@@ -120,6 +120,15 @@ def checkpoint_source(config, checkpoint: Optional[str] = None, step: Optional[i
   return {"checkpoint": checkpoint, "checkpoint_step": int(step)}
 
 
+def resolve(config=None, checkpoint: Optional[str] = None, step: Optional[int] = None):
+  """`config_and_variables` where a meta_nano workdir given alone implies
+  ``configs/duml_nano.py:duml_nano`` (what evaluate.py's --config/--checkpoint mean)."""
+  if config is None and checkpoint and nano.is_online_workdir(checkpoint):
+    from configs import duml_nano as duml_nano_config   # pylint: disable=import-outside-toplevel
+    config = duml_nano_config.get_config("duml_nano")
+  return config_and_variables(config, checkpoint, step)
+
+
 def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size: int = 1,
                  name: Optional[str] = None):
   """A `runner.BatchTracker` running the config's tracker.

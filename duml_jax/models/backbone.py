@@ -127,7 +127,10 @@ def _pool_taps(xp: jax.Array, k: int, stride: int, out_hw: tuple[int, int]):
 
 
 def _max_pool(x, k, stride, pad):
-  return nn.max_pool(x, (k, k), strides=(stride, stride), padding=((pad, pad), (pad, pad)))
+  # Padding first, then a VALID pool: the same values and speed as padding inside the
+  # pool, and the form that jax2onnx exports correctly (duml_jax/export.py).
+  xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-jnp.inf)
+  return nn.max_pool(xp, window_shape=(k, k), strides=(stride, stride), padding="VALID")
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3))
