@@ -78,6 +78,7 @@ def validate(c):
                      "loss.ofc_assigner), atss_max_iou, atss_min_l2, iou, centre_radius")
   if c.loss.ofr_loss not in ("FC_PR", "FC_RG"):
     raise ValueError(f"loss.ofr_loss={c.loss.ofr_loss!r}; allowed: FC_PR, FC_RG")
+  _validate_loss_recipe(c.loss)
   if m.online_cfg.filter_size % 2 != 1:
     raise ValueError(f"model.online_cfg.filter_size={m.online_cfg.filter_size} must be odd")
   if "data" in c and "context" in c.data and c.data.context != c.tracking.context_amount:
@@ -91,6 +92,22 @@ def validate(c):
   if (m.search_size - m.exemplar_size) % m.stride:
     raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
   return c
+
+
+def _validate_loss_recipe(loss):
+  """The Eq. 6 balance and joint-training keys (configs saved before them have defaults)."""
+  choices = {"online_loss": ("hinge", "l2"), "online_reduction": ("mean", "sum_cells"),
+             "joint_template": ("mean", "first")}
+  for key, allowed in choices.items():
+    if loss.get(key, allowed[0]) not in allowed:
+      raise ValueError(f"loss.{key}={loss.get(key)!r}; allowed: {', '.join(allowed)}")
+  w = tuple(loss.get("iterate_weights", (1., 4., 1.)))
+  if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
+    raise ValueError(f"loss.iterate_weights={w}: three weights >= 0 (initial, intermediate "
+                     "iterates together, final) with a positive sum")
+  if int(loss.get("atss_min_l2_topk", 9)) < 2:
+    raise ValueError(f"loss.atss_min_l2_topk={loss.get('atss_min_l2_topk')} must be >= 2 "
+                     "(the ATSS threshold needs a standard deviation)")
 
 
 def online_grid(model_config, search_size=None):
