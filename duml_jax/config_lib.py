@@ -11,6 +11,9 @@ ONLINE_FORMS = ("none", "ONR", "ONC-1s", "ONC-5s")
 # Compute dtypes of `model.dtype` (parameters and BatchNorm statistics stay float32).
 DTYPES = ("float32", "bfloat16")
 NORMS = ("batch", "group")     # model.norm (duml_jax.models.layers.norm_layer)
+ONLINE_LOSSES = ("hinge", "l2")             # loss.online_loss (training.losses)
+ONLINE_REDUCTIONS = ("mean", "sum_cells")   # loss.online_reduction
+JOINT_TEMPLATES = ("mean", "first")         # loss.joint_template (DuML.forward_sequence)
 
 
 def num_anchors(form, num_ratios=5):
@@ -96,8 +99,8 @@ def validate(c):
 
 def _validate_loss_recipe(loss):
   """The Eq. 6 balance and joint-training keys (configs saved before them have defaults)."""
-  choices = {"online_loss": ("hinge", "l2"), "online_reduction": ("mean", "sum_cells"),
-             "joint_template": ("mean", "first")}
+  choices = {"online_loss": ONLINE_LOSSES, "online_reduction": ONLINE_REDUCTIONS,
+             "joint_template": JOINT_TEMPLATES}
   for key, allowed in choices.items():
     if loss.get(key, allowed[0]) not in allowed:
       raise ValueError(f"loss.{key}={loss.get(key)!r}; allowed: {', '.join(allowed)}")

@@ -181,11 +181,12 @@ def _det_xml(boxes):
 def test_imagenet_det_one_frame_record_per_object(tmp_path):
   root = tmp_path / "ilsvrc"
   data, ann = root / "ILSVRC/Data/DET/train", root / "ILSVRC/Annotations/DET/train"
-  a, b_ = "ILSVRC2013_train/n01440764/n01440764_10026", "ILSVRC2014_train_0000/ILSVRC2014_train_00000663"
+  a = "ILSVRC2013_train/n01440764/n01440764_10026"
+  a2 = "ILSVRC2014_train_0000/ILSVRC2014_train_00000663"
   _jpg(data / f"{a}.JPEG")
   _write(ann / f"{a}.xml", _det_xml([(1, 2, 11, 22), (5, 5, 5, 9)]))    # 2nd: zero width
-  _jpg(data / f"{b_}.JPEG")
-  _write(ann / f"{b_}.xml", _det_xml([(3, 4, 13, 10)]))
+  _jpg(data / f"{a2}.JPEG")
+  _write(ann / f"{a2}.xml", _det_xml([(3, 4, 13, 10)]))
   _jpg(data / "ILSVRC2014_train_0000/negative.JPEG")
   _write(ann / "ILSVRC2014_train_0000/negative.xml", _det_xml([]))     # a DET negative image
   _write(ann / "ILSVRC2014_train_0000/no_jpeg.xml", _det_xml([(1, 1, 5, 5)]))
@@ -195,10 +196,10 @@ def test_imagenet_det_one_frame_record_per_object(tmp_path):
   _jpg(root / "ILSVRC/Data/DET/val/ILSVRC2012_val_00000001.JPEG")
   _write(root / "ILSVRC/Annotations/DET/val/ILSVRC2012_val_00000001.xml", _det_xml([(0, 0, 8, 8)]))
   b, recs = _build("imagenet_det", root, tmp_path)
-  assert sorted(recs) == [f"{a}/00", f"{b_}/00"]
+  assert sorted(recs) == [f"{a}/00", f"{a2}/00"]
   assert [f.decode() for f in recs[f"{a}/00"]["frames"]] == [f"ILSVRC/Data/DET/train/{a}.JPEG"]
   np.testing.assert_array_equal(recs[f"{a}/00"]["boxes"], [[1, 2, 10, 20]])
-  np.testing.assert_array_equal(recs[f"{b_}/00"]["boxes"], [[3, 4, 10, 6]])
+  np.testing.assert_array_equal(recs[f"{a2}/00"]["boxes"], [[3, 4, 10, 6]])
   counts = b.info.metadata["counts_train"]
   assert counts["records_without_valid_frames"] == 1          # the zero-width object
   assert counts["images_without_objects"] == 1

@@ -202,8 +202,8 @@ class DuML(nn.Module):
     flat = lambda a: a.reshape((-1,) + a.shape[2:])
     zf = self.template(flat(support_z), train, backbone_train)
     # The template is the support set's averaged feature (paper footnote 1), or the first.
-    if template_from not in ("mean", "first"):
-      raise ValueError(f"template_from={template_from!r}; allowed: 'mean', 'first'")
+    if template_from not in config_lib.JOINT_TEMPLATES:
+      raise ValueError(f"template_from={template_from!r}; allowed: {config_lib.JOINT_TEMPLATES}")
     by_seq = lambda a: a.reshape((b, s) + a.shape[1:])
     template_of = ((lambda a: by_seq(a).mean(axis=1)) if template_from == "mean"
               else (lambda a: by_seq(a)[:, 0]))

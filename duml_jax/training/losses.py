@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from duml_jax import boxes
+from duml_jax import config_lib
 
 # Eq. 6 weights (Section 4, "Training Setup"): lambda_r (online) 1,
 # lambda_a (offline) 10, lambda_b (box) 1.2, lambda_o (IoU) 1.2.
@@ -103,10 +104,6 @@ def fc_rg_loss(logits_or_probs, gaussian_label, alpha=2.0, beta=4.0, from_logits
   return -jnp.sum(jnp.power(y, beta) * jnp.power(y - p, alpha) * log_p) / n
 
 
-ONLINE_LOSSES = ("hinge", "l2")            # loss.online_loss
-ONLINE_REDUCTIONS = ("mean", "sum_cells")   # loss.online_reduction
-
-
 def _reduce(sq, reduction):
   """'mean': over every element (DiMP's MSELoss); 'sum_cells': summed over the map's last
   three axes (H, W, A), then the mean over the leading ones (images)."""
@@ -114,7 +111,8 @@ def _reduce(sq, reduction):
     return jnp.mean(sq)
   if reduction == "sum_cells":
     return jnp.mean(jnp.sum(sq, axis=(-3, -2, -1)))
-  raise ValueError(f"loss.online_reduction={reduction!r}; allowed: {ONLINE_REDUCTIONS}")
+  raise ValueError(f"loss.online_reduction={reduction!r}; allowed: "
+                   f"{config_lib.ONLINE_REDUCTIONS}")
 
 
 def hinge_regression_loss(scores, label, threshold=0.05, reduction="mean"):
@@ -148,7 +146,7 @@ def online_regression_loss(scores, label, kind="hinge", threshold=0.05, reductio
     return hinge_regression_loss(scores, label, threshold, reduction)
   if kind == "l2":
     return l2_regression_loss(scores, label, reduction)
-  raise ValueError(f"loss.online_loss={kind!r}; allowed: {ONLINE_LOSSES}")
+  raise ValueError(f"loss.online_loss={kind!r}; allowed: {config_lib.ONLINE_LOSSES}")
 
 
 def box_l1_loss(pred_deltas, target_deltas, pos_mask):

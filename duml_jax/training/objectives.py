@@ -31,7 +31,6 @@ from duml_jax.training import losses
 # intermediate ones 4 in total, final 1 (pytracking dimp50: 100 / 400 / 100).
 # The config's `loss.iterate_weights` / `loss.normalise_iterate_weights` override them.
 ITERATE_WEIGHTS = (1., 4., 1.)
-JOINT_TEMPLATES = ("mean", "first")     # loss.joint_template (`DuML.forward_sequence`)
 
 
 def training_mode(model_config):
@@ -180,8 +179,9 @@ def make_loss_fn(model, config):
   # Configs saved before the key existed: queries only.
   on_support = bool(config.loss.get("offline_on_support", False))
   joint_template = config.loss.get("joint_template", "mean")
-  if joint_template not in JOINT_TEMPLATES:
-    raise ValueError(f"loss.joint_template={joint_template!r}; allowed: {JOINT_TEMPLATES}")
+  if joint_template not in config_lib.JOINT_TEMPLATES:
+    raise ValueError(f"loss.joint_template={joint_template!r}; allowed: "
+                     f"{config_lib.JOINT_TEMPLATES}")
 
   def loss_fn(params, batch_stats, batch, rng, train_flags):
     del rng
