@@ -12,6 +12,9 @@ ONLINE_FORMS = ("none", "ONR", "ONC-1s", "ONC-5s")
 # Compute dtypes of `model.dtype` (parameters and BatchNorm statistics stay float32).
 DTYPES = ("float32", "bfloat16")
 NORMS = ("batch", "group")     # model.norm (duml_jax.models.layers.norm_layer)
+ONLINE_LOSSES = ("hinge", "l2")             # loss.online_loss (training.losses)
+ONLINE_REDUCTIONS = ("mean", "sum_cells")   # loss.online_reduction
+JOINT_TEMPLATES = ("mean", "first")         # loss.joint_template (DuML.forward_sequence)
 
 
 def num_anchors(form, num_ratios=5):
@@ -92,6 +95,7 @@ def _validate(c):
                      "loss.ofc_assigner), atss_max_iou, atss_min_l2, iou, centre_radius")
   if c.loss.ofr_loss not in ("FC_PR", "FC_RG"):
     raise ValueError(f"loss.ofr_loss={c.loss.ofr_loss!r}; allowed: FC_PR, FC_RG")
+  _validate_loss_recipe(c.loss)
   if m.online_cfg.filter_size % 2 != 1:
     raise ValueError(f"model.online_cfg.filter_size={m.online_cfg.filter_size} must be odd")
   if "data" in c and "context" in c.data and c.data.context != c.tracking.context_amount:
@@ -105,6 +109,22 @@ def _validate(c):
   if (m.search_size - m.exemplar_size) % m.stride:
     raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
   return c
+
+
+def _validate_loss_recipe(loss):
+  """The Eq. 6 balance and joint-training keys (configs saved before them have defaults)."""
+  choices = {"online_loss": ONLINE_LOSSES, "online_reduction": ONLINE_REDUCTIONS,
+             "joint_template": JOINT_TEMPLATES}
+  for key, allowed in choices.items():
+    if loss.get(key, allowed[0]) not in allowed:
+      raise ValueError(f"loss.{key}={loss.get(key)!r}; allowed: {', '.join(allowed)}")
+  w = tuple(loss.get("iterate_weights", (1., 4., 1.)))
+  if len(w) != 3 or min(w) < 0 or sum(w) <= 0:
+    raise ValueError(f"loss.iterate_weights={w}: three weights >= 0 (initial, intermediate "
+                     "iterates together, final) with a positive sum")
+  if int(loss.get("atss_min_l2_topk", 9)) < 2:
+    raise ValueError(f"loss.atss_min_l2_topk={loss.get('atss_min_l2_topk')} must be >= 2 "
+                     "(the ATSS threshold needs a standard deviation)")
 
 
 def online_grid(model_config, search_size=None):

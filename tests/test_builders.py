@@ -169,6 +169,54 @@ def test_coco_one_frame_records_skip_crowd(tmp_path):
   assert counts["crowd_skipped"] == 1 and counts["records_without_valid_frames"] == 1
 
 
+def _det_xml(boxes):
+  """PASCAL-VOC-style ILSVRC DET annotation (no trackid) with `boxes` (x0, y0, x1, y1)."""
+  objs = "".join(
+      f"<object><name>n01440764</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin>"
+      f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>" for x0, y0, x1, y1 in boxes)
+  return (f"<annotation><folder>n01440764</folder><filename>x</filename><size><width>32"
+          f"</width><height>32</height></size>{objs}</annotation>")
+
+
+def test_imagenet_det_one_frame_record_per_object(tmp_path):
+  root = tmp_path / "ilsvrc"
+  data, ann = root / "ILSVRC/Data/DET/train", root / "ILSVRC/Annotations/DET/train"
+  a = "ILSVRC2013_train/n01440764/n01440764_10026"
+  a2 = "ILSVRC2014_train_0000/ILSVRC2014_train_00000663"
+  _jpg(data / f"{a}.JPEG")
+  _write(ann / f"{a}.xml", _det_xml([(1, 2, 11, 22), (5, 5, 5, 9)]))    # 2nd: zero width
+  _jpg(data / f"{a2}.JPEG")
+  _write(ann / f"{a2}.xml", _det_xml([(3, 4, 13, 10)]))
+  _jpg(data / "ILSVRC2014_train_0000/negative.JPEG")
+  _write(ann / "ILSVRC2014_train_0000/negative.xml", _det_xml([]))     # a DET negative image
+  _write(ann / "ILSVRC2014_train_0000/no_jpeg.xml", _det_xml([(1, 1, 5, 5)]))
+  _write(ann / "ILSVRC2014_train_0000/broken.xml", "<annotation><object>")
+  _write(ann / "ILSVRC2014_train_0000/bad_box.xml",
+         "<annotation><object><bndbox><xmin>a</xmin></bndbox></object></annotation>")
+  _jpg(root / "ILSVRC/Data/DET/val/ILSVRC2012_val_00000001.JPEG")
+  _write(root / "ILSVRC/Annotations/DET/val/ILSVRC2012_val_00000001.xml", _det_xml([(0, 0, 8, 8)]))
+  b, recs = _build("imagenet_det", root, tmp_path)
+  assert sorted(recs) == [f"{a}/00", f"{a2}/00"]
+  assert [f.decode() for f in recs[f"{a}/00"]["frames"]] == [f"ILSVRC/Data/DET/train/{a}.JPEG"]
+  np.testing.assert_array_equal(recs[f"{a}/00"]["boxes"], [[1, 2, 10, 20]])
+  np.testing.assert_array_equal(recs[f"{a2}/00"]["boxes"], [[3, 4, 10, 6]])
+  counts = b.info.metadata["counts_train"]
+  assert counts["records_without_valid_frames"] == 1          # the zero-width object
+  assert counts["images_without_objects"] == 1
+  assert counts["missing_frames"] == 1
+  assert counts["unreadable_annotations"] == 2
+  _, val = _build("imagenet_det", root, tmp_path, split="val")
+  assert sorted(val) == ["ILSVRC2012_val_00000001/00"]
+
+
+def test_imagenet_det_parse_errors_name_the_file(tmp_path):
+  from duml_jax.data.builders import imagenet_det
+  _write(tmp_path / "x.xml", "<annotation><object><bndbox><xmin>1</xmin></bndbox></object>"
+         "</annotation>")
+  with pytest.raises(ValueError, match=r"x\.xml: object 0"):
+    imagenet_det.parse_objects(str(tmp_path / "x.xml"))
+
+
 def test_youtube_bb_tracks_from_csv(tmp_path):
   root = tmp_path / "ytbb"
   rows = [  # youtube_id,timestamp_ms,class_id,class_name,object_id,presence,xmin,xmax,ymin,ymax

@@ -68,6 +68,9 @@ def test_derived_values_follow_overrides():
     ("paper,assigner=topk", "loss.ofc_assigner"),
     ("paper,nosuchkey=1", "unknown key 'nosuchkey'"),
     ("paper,ofc7s", "must be key=value"),
+    ("tiny,loss=dimp", "loss='dimp'"),
+    ("paper,data=VYX", "data='VYX'"),
+    ("paper,data=VV", "data='VV'"),
     ("bogus", "unknown preset or form 'bogus'"),
 ])
 def test_bad_settings_fail_with_the_key_named(arg, match):
@@ -101,3 +104,39 @@ def test_unknown_field_overrides_fail():
     c.unlock()
     c.model.online = "onr"
     config_lib.validate(c)
+
+
+def test_eq6_readings_and_recipe_keys():
+  s4, eq6 = (duml_config.get_config(f"tiny,loss={r}") for r in ("section4", "eq6"))
+  assert (s4.loss.w_online, s4.loss.w_offline) == (1., 10.)
+  assert (eq6.loss.w_online, eq6.loss.w_offline) == (10., 1.)
+  default = duml_config.get_config("tiny")
+  assert (default.loss.w_online, default.loss.w_offline) == (1., 10.)      # section4
+  assert default.loss.online_loss == "hinge" and default.loss.online_reduction == "mean"
+  assert tuple(default.loss.iterate_weights) == (1., 4., 1.)
+  assert default.loss.normalise_iterate_weights and default.loss.joint_template == "mean"
+  for key, value, match in (("online_loss", "focal", "loss.online_loss"),
+                            ("online_reduction", "sum", "loss.online_reduction"),
+                            ("joint_template", "last", "loss.joint_template"),
+                            ("iterate_weights", (1., -1., 1.), "loss.iterate_weights"),
+                            ("iterate_weights", (1., 1.), "loss.iterate_weights"),
+                            ("atss_min_l2_topk", 1, "loss.atss_min_l2_topk")):
+    c = duml_config.get_config("tiny").unlock()
+    c.loss[key] = value
+    with pytest.raises(ValueError, match=match):
+      config_lib.validate(c)
+
+
+def test_appendix_d_data_mixes():
+  table = {"V": ("imagenet_vid", 100), "Y": ("youtube_bb", 3), "C": ("coco", 1),
+           "D": ("imagenet_det", 1), "L": ("lasot", 100), "G": ("got10k", 100)}
+  for mix in ("VYCLG", "VYCD", "VYC", "VC"):
+    c = duml_config.get_config(f"paper,data={mix}")
+    assert [(d.name, d.frame_range) for d in c.data.datasets] == [table[ch] for ch in mix]
+    assert all(d.weight == 1.0 and d.split == "train" for d in c.data.datasets)
+  paper = duml_config.get_config("paper")
+  assert [d.name for d in paper.data.datasets] == [table[ch][0] for ch in "VYCLG"]
+  from duml_jax.data import builders
+  assert all(name in builders.BUILDERS for name, _ in table.values())
+  # tiny keeps its synthetic data unless a mix is asked for.
+  assert [d.name for d in duml_config.get_config("tiny").data.datasets] == ["synthetic"]

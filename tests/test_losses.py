@@ -90,6 +90,37 @@ def test_hinge_regression_loss_hand_value():
                              atol=1e-7)
 
 
+def test_online_loss_kind_and_reduction_hand_values():
+  # Two maps of 1 x 2 cells (H, W, A = 1, 2, 1): the hinge example above split in two.
+  scores = jnp.array([-1., 0.5, 0.2, 0.9]).reshape(2, 1, 2, 1)
+  label = jnp.array([0., 0.01, 0.5, 1.]).reshape(2, 1, 2, 1)
+  f = jax.jit(losses.online_regression_loss, static_argnames=("kind", "reduction"))
+  # Hinge squared errors 0, 0.25 | 0.09, 0.01; L2 (background not clipped): 1, 0.2401 | same.
+  np.testing.assert_allclose(f(scores, label, kind="hinge"), 0.0875, rtol=1e-5)
+  np.testing.assert_allclose(f(scores, label, kind="hinge", reduction="sum_cells"),
+                             (0.25 + 0.10) / 2, rtol=1e-5)
+  np.testing.assert_allclose(f(scores, label, kind="l2"), 1.3401 / 4, rtol=1e-5)
+  np.testing.assert_allclose(f(scores, label, kind="l2", reduction="sum_cells"),
+                             (1.2401 + 0.10) / 2, rtol=1e-5)
+  with pytest.raises(ValueError, match="loss.online_loss"):
+    losses.online_regression_loss(scores, label, kind="focal")
+  with pytest.raises(ValueError, match="loss.online_reduction"):
+    losses.online_regression_loss(scores, label, reduction="sum")
+
+
+def test_total_loss_under_each_reading_of_eq6():
+  # Terms near the tiny recipe's values at init; the weights of configs/duml.py's readings.
+  from configs import duml as duml_config
+  terms = {"online": 0.02, "offline": 0.17, "box": 0.5, "iou": 0.7}
+  for reading, expected in (("section4", 0.02 + 1.7 + 0.6 + 0.84),
+                            ("eq6", 0.2 + 0.17 + 0.6 + 0.84)):
+    c = duml_config.get_config(f"tiny,loss={reading}").loss
+    weights = {"online": c.w_online, "offline": c.w_offline, "box": c.w_box, "iou": c.w_iou}
+    total, weighted = losses.total_loss(terms, weights)
+    np.testing.assert_allclose(float(total), expected, rtol=1e-6)
+    np.testing.assert_allclose(float(weighted["online"]), c.w_online * 0.02, rtol=1e-6)
+
+
 def test_box_l1_loss_hand_value():
   pred = jnp.array([[0., 0., 0., 0.], [1., 1., 1., 1.], [5., 5., 5., 5.]])
   target = jnp.array([[0.5, 0., 0., -0.5], [1., 1., 1., 2.], [jnp.nan, jnp.inf, 0., 0.]])

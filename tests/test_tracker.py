@@ -309,3 +309,38 @@ def test_track_defers_the_filter_steps_to_refine_filter(models):
   stepped, _ = tracker.step(model, variables, p, state, _frame(1))
   assert not np.allclose(refined.filter, state.filter)
   np.testing.assert_allclose(refined.filter, stepped.filter, rtol=1e-5, atol=1e-7)
+
+
+def test_dropout_copies_by_hand():
+  x = jnp.arange(1., 1. + 2 * 2 * 64).reshape(2, 2, 64)
+  d = np.asarray(tracker.dropout_copies(x, 3, 0.25, jax.random.PRNGKey(1)))
+  assert d.shape == (3, 2, 2, 64)
+  for copy in d:
+    kept = np.all(copy != 0, axis=(0, 1))                # whole channels, never part of one
+    assert np.all(kept | np.all(copy == 0, axis=(0, 1)))
+    np.testing.assert_allclose(copy[..., kept], np.asarray(x)[..., kept] / 0.75, rtol=1e-6)
+    assert 0 < (~kept).sum() < 64
+  assert not np.array_equal(d[0], d[1])                   # each copy its own channels
+
+
+def test_init_dropout_samples_join_the_fixed_memory(models):
+  c, model, variables = models["duml"]
+  size = jnp.array([160., 120.])
+  plain = tracker.init(model, variables, tracker.tracking_params(c, **SMALL), _frame(0), BOX0,
+                       size)
+  p = tracker.tracking_params(c, **SMALL, init_dropout_samples=2)
+  assert tracker.first_frame_samples(p) == SMALL["num_init_samples"] + 2
+  state = tracker.init(model, variables, p, _frame(0), BOX0, size)
+  n = SMALL["num_init_samples"]
+  assert int(state.memory.count) == n + 2
+  np.testing.assert_allclose(state.memory.weights[:n + 2], 1. / (n + 2), rtol=1e-6)
+  feats = np.asarray(state.memory.feats)
+  np.testing.assert_array_equal(feats[:n], np.asarray(plain.memory.feats)[:n])
+  np.testing.assert_array_equal(state.memory.boxes[n], state.memory.boxes[0])
+  zeroed = np.all(feats[n:n + 2] == 0, axis=(1, 2))      # (2, D) dropped channels
+  assert zeroed.any() and not zeroed.all()
+  assert not np.allclose(state.filter, plain.filter)      # the init steps saw the copies
+  with pytest.raises(ValueError, match="tracking.init_dropout_samples"):
+    tracker.tracking_params(c, **SMALL, init_dropout_samples=6)   # 3 + 6 > memory 8
+  with pytest.raises(ValueError, match="tracking.init_dropout_prob"):
+    tracker.tracking_params(c, **SMALL, init_dropout_samples=1, init_dropout_prob=1.0)

@@ -63,11 +63,17 @@ def test_pair_training_loss_falls_and_resume_equals_uninterrupted(tmp_path):
 
 def test_joint_training_through_the_inner_loop_runs(tmp_path):
   workdir = str(tmp_path / "joint")
-  trainer.train(_config(tmp_path, "tiny", 2), workdir)
+  c = _config(tmp_path, "tiny,loss=eq6", 3)
+  c.log_every_steps = 3
+  trainer.train(c, workdir)
   rec = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  assert len(rec) == 2
+  # Step 1 (the losses of the initial parameters) is always logged, then every 3rd.
+  assert [r["step"] for r in rec] == [1, 3]
   for key in ("loss_online", "loss_offline", "loss_box", "loss_iou", "online_first_iter"):
     assert np.isfinite(rec[-1][key]), key
+  for r in rec:                 # each Eq. 6 term as it enters the total (eq6: 10 / 1 / 1.2 / 1.2)
+    for key, w in (("online", 10.), ("offline", 1.), ("box", 1.2), ("iou", 1.2)):
+      np.testing.assert_allclose(r[f"weighted_{key}"], w * r[f"loss_{key}"], rtol=1e-5)
 
 
 def test_nan_loss_stops_with_the_step_named(tmp_path):

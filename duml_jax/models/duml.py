@@ -175,7 +175,7 @@ class DuML(nn.Module):
   def forward_sequence(self, support_z, support_x, support_centres, query_x,
                        train: bool = False, support_labels=None,
                        num_iter: Optional[int] = None, backbone_train: Optional[bool] = None,
-                       support_offline: bool = False):
+                       support_offline: bool = False, template_from: str = "mean"):
     """Sequence-wise forward through the inner loop (paper Section 4, footnote 1).
 
     Args:
@@ -188,6 +188,9 @@ class DuML(nn.Module):
       num_iter: inner steps (default: the spec's train_iters).
       support_offline: also run the offline heads on the support search crops (their
         features are computed for the online branch anyway).
+      template_from: "mean" (paper footnote 1: the support set's averaged template
+        feature) or "first" (the first support frame's, as the tracker has it); it feeds
+        both the offline heads and the online initial filter.
     Returns:
       {'score': (B,Q,25,25,A_off)|None, 'box': (B,Q,25,25,A_box,5),
        'online': (B,T+1,Q,25,25,A_on)|None scores of phi^(0..T)}; with
@@ -198,9 +201,13 @@ class DuML(nn.Module):
     q = query_x.shape[1]
     flat = lambda a: a.reshape((-1,) + a.shape[2:])
     zf = self.template(flat(support_z), train, backbone_train)
-    # The template is the support set's averaged feature (paper footnote 1).
-    mean_s = lambda a: a.reshape((b, s) + a.shape[1:]).mean(axis=1)
-    z_off = [mean_s(f) for f in zf["offline"]]
+    # The template is the support set's averaged feature (paper footnote 1), or the first.
+    if template_from not in config_lib.JOINT_TEMPLATES:
+      raise ValueError(f"template_from={template_from!r}; allowed: {config_lib.JOINT_TEMPLATES}")
+    by_seq = lambda a: a.reshape((b, s) + a.shape[1:])
+    template_of = ((lambda a: by_seq(a).mean(axis=1)) if template_from == "mean"
+              else (lambda a: by_seq(a)[:, 0]))
+    z_off = [template_of(f) for f in zf["offline"]]
     qf = self.search(flat(query_x), train, backbone_train)
     rep_q = lambda a: jnp.repeat(a, q, axis=0)
     out = self.offline_heads({"offline": [rep_q(f) for f in z_off]}, qf, train)
@@ -217,7 +224,7 @@ class DuML(nn.Module):
       return out
     spec = self.online_spec
     num_iter = spec.train_iters if num_iter is None else num_iter
-    filt0 = self.initial_filter(mean_s(zf["online"]))                  # (B,k,k,D,A)
+    filt0 = self.initial_filter(template_of(zf["online"]))                  # (B,k,k,D,A)
     sf = sx["online"]
     sf = sf.reshape((b, s) + sf.shape[1:])                               # (B,S,G,G,D)
     grid = sf.shape[-2]

@@ -159,7 +159,8 @@ def init_augmentations(num: int, search_size: int):
 
   Order: identity; 4 shifts of (+-0.6, +-0.6) x search/2; horizontal flip;
   blurs sigma (3, 1), (1, 3), (2, 2); rotations +-10, +-45 degrees. (DiMP's
-  2 feature-dropout copies are not included.)
+  2 feature-dropout copies act on features: `tracker.dropout_copies`,
+  `tracking.init_dropout_samples`.)
   """
   s = 0.6 * search_size / 2.
   augs = [IDENTITY_AUG]

@@ -31,7 +31,9 @@ Per frame (paper Section 3.2-3.3 and Appendix A "Tracking Algorithm"):
 
 At init the first frame's search crop and its augmentations (`crops.
 init_augmentations`: identity, shifts, flip, blurs, rotations; the first
-``num_init_samples``) fill the fixed part of the memory (`memory`) and the
+``num_init_samples``), plus ``init_dropout_samples`` channel-dropout copies of
+the plain crop's online features (DiMP's, off by default), fill the fixed part
+of the memory (`memory`) and the
 filter ``initial_filter(template online features)`` is refined with
 ``init_iters`` SD-GN steps (Eq. 8) over them, with the learned labels of
 `DuML.residual_maps` at each sample's target centre (ONC forms: the anchor
@@ -113,6 +115,8 @@ class TrackingParams(OnlineSchedule):
   onc_pos_iou: float = 0.8
   onc_neg_iou: float = 0.3
   centre_from: str = "box"      # box (paper) | score_peak
+  init_dropout_samples: int = 0   # DiMP's feature-dropout copies of the first frame (2)
+  init_dropout_prob: float = 0.2
 
 
 def field_types(cls):
@@ -173,6 +177,14 @@ def tracking_params(config, benchmark: Optional[str] = None, **overrides) -> Tra
   if kwargs.get("centre_from", "box") not in CENTRE_FROM:
     raise ValueError(f"tracking.centre_from={kwargs['centre_from']!r}; allowed: "
                      f"{', '.join(CENTRE_FROM)}")
+  n_drop, p_drop = kwargs.get("init_dropout_samples", 0), kwargs.get("init_dropout_prob", 0.2)
+  if n_drop < 0 or not 0.0 <= p_drop < 1.0:
+    raise ValueError(f"tracking.init_dropout_samples={n_drop} must be >= 0 and "
+                     f"tracking.init_dropout_prob={p_drop} in [0, 1)")
+  if kwargs["num_init_samples"] + n_drop > kwargs["memory_size"]:
+    raise ValueError(f"tracking.num_init_samples + tracking.init_dropout_samples = "
+                     f"{kwargs['num_init_samples'] + n_drop} first-frame samples exceed "
+                     f"tracking.memory_size={kwargs['memory_size']}")
   if (kwargs["search_size"] - kwargs["exemplar_size"]) % stride:
     raise ValueError(f"tracking.search_size={kwargs['search_size']}: search - exemplar "
                      f"must be a multiple of the stride {stride}")
@@ -190,6 +202,20 @@ class TrackerState:
   memory: Optional[memory_lib.Memory]         # online sample memory
   frame: jnp.ndarray           # () int32, frames tracked since init
   num_updates: jnp.ndarray     # () int32, filter optimisations since init
+
+
+def first_frame_samples(tcfg) -> int:
+  """Size of the memory's fixed part: the augmentations plus the dropout copies (DuML-nano's
+  params have no dropout copies)."""
+  return tcfg.num_init_samples + getattr(tcfg, "init_dropout_samples", 0)
+
+
+def dropout_copies(x_plain, num: int, prob: float, key):
+  """DiMP's 'dropout' augmentation (anchors.md 3.4): `num` copies of the plain first frame's
+  online features (G, G, D) with whole channels zeroed at rate `prob` and the rest scaled by
+  1 / (1 - prob) (torch's dropout2d), (num, G, G, D)."""
+  keep = jax.random.bernoulli(key, 1. - prob, (num, 1, 1, x_plain.shape[-1]))
+  return jnp.where(keep, x_plain[None] / (1. - prob), 0.).astype(x_plain.dtype)
 
 
 def _check(model: DuML, tcfg: TrackingParams):
@@ -259,6 +285,13 @@ def init(model: DuML, variables, tcfg: TrackingParams, frame, box, image_size) -
     half = tcfg.search_size / 2.
     plain = jnp.concatenate([jnp.array([half, half]), size * scale_z])
     sample_boxes = jax.vmap(lambda a: crops.augment_box(plain, a, tcfg.search_size))(augs)
+    if tcfg.init_dropout_samples:
+      # A fixed key: tracking stays a deterministic function of the frames.
+      drop = dropout_copies(x_online[0], tcfg.init_dropout_samples, tcfg.init_dropout_prob,
+                            jax.random.PRNGKey(0))
+      x_online = jnp.concatenate([x_online, drop])
+      sample_boxes = jnp.concatenate(
+          [sample_boxes, jnp.broadcast_to(plain, (tcfg.init_dropout_samples, 4))])
     filt0 = model.apply(variables, zf["online"], method=DuML.initial_filter)[0]
     # The init steps see only the first-frame samples (the empty slots weigh
     # 0): optimise over those alone, then lay out the full memory.
@@ -342,7 +375,7 @@ def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx):
   not_found, distractor = flag == FLAG_NOT_FOUND, flag == FLAG_DISTRACTOR
   rate = jnp.where(distractor, tcfg.distractor_lr, tcfg.update_lr)
   mem = memory_lib.add(mem, x_online, sample_box, rate, ~not_found,
-                       tcfg.num_init_samples, tcfg.init_samples_min_weight)
+                       first_frame_samples(tcfg), tcfg.init_samples_min_weight)
   scheduled = (frame_idx % tcfg.update_every) == 0
   iters = jnp.where(not_found, 0, jnp.where(
       distractor, tcfg.distractor_iters,

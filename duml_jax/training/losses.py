@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from duml_jax import boxes
+from duml_jax import config_lib
 
 # Eq. 6 weights (Section 4, "Training Setup"): lambda_r (online) 1,
 # lambda_a (offline) 10, lambda_b (box) 1.2, lambda_o (IoU) 1.2.
@@ -103,20 +104,49 @@ def fc_rg_loss(logits_or_probs, gaussian_label, alpha=2.0, beta=4.0, from_logits
   return -jnp.sum(jnp.power(y, beta) * jnp.power(y - p, alpha) * log_p) / n
 
 
-def hinge_regression_loss(scores, label, threshold=0.05):
+def _reduce(sq, reduction):
+  """'mean': over every element (DiMP's MSELoss); 'sum_cells': summed over the map's last
+  three axes (H, W, A), then the mean over the leading ones (images)."""
+  if reduction == "mean":
+    return jnp.mean(sq)
+  if reduction == "sum_cells":
+    return jnp.mean(jnp.sum(sq, axis=(-3, -2, -1)))
+  raise ValueError(f"loss.online_reduction={reduction!r}; allowed: "
+                   f"{config_lib.ONLINE_REDUCTIONS}")
+
+
+def hinge_regression_loss(scores, label, threshold=0.05, reduction="mean"):
   """ONR outer-loop loss L_r of Eq. 6: DiMP's ``LBHinge`` (Section 4: "hinge loss").
 
   Where label < threshold (background) the prediction is replaced by
   relu(prediction) and the target by 0, so negative scores on background
   cost nothing ("to avoid the dominance of easy negatives"); elsewhere plain
-  squared error. L = mean over all elements of (prediction' - target')^2.
+  squared error. L = mean over all elements of (prediction' - target')^2
+  (``reduction='sum_cells'``: summed over each map's (H, W, A) cells, mean over maps).
   """
   scores = jnp.asarray(scores, jnp.float32)
   label = jnp.asarray(label, jnp.float32)
   background = label < threshold
   pred = jnp.where(background, jax.nn.relu(scores), scores)
   target = jnp.where(background, 0., label)
-  return jnp.mean(jnp.square(pred - target))
+  return _reduce(jnp.square(pred - target), reduction)
+
+
+def l2_regression_loss(scores, label, reduction="mean"):
+  """Plain squared error (the inner loop's L2 of Section 3.1), the ablation of the hinge:
+  negative scores on background are penalised too."""
+  scores = jnp.asarray(scores, jnp.float32)
+  label = jnp.asarray(label, jnp.float32)
+  return _reduce(jnp.square(scores - label), reduction)
+
+
+def online_regression_loss(scores, label, kind="hinge", threshold=0.05, reduction="mean"):
+  """The outer online loss named by ``loss.online_loss``: 'hinge' (Section 4) or 'l2'."""
+  if kind == "hinge":
+    return hinge_regression_loss(scores, label, threshold, reduction)
+  if kind == "l2":
+    return l2_regression_loss(scores, label, reduction)
+  raise ValueError(f"loss.online_loss={kind!r}; allowed: {config_lib.ONLINE_LOSSES}")
 
 
 def box_l1_loss(pred_deltas, target_deltas, pos_mask):
@@ -174,8 +204,12 @@ def total_loss(terms, weights=None):
   the paper's 1, 10, 1.2, 1.2. The sentence after Eq. 6 calls L_r focal loss
   and L_a hinge loss; that swaps them relative to Section 4, where the online
   branch is trained "under hinge loss" and the offline classification with
-  focal loss. We follow Section 4: 'online' is `hinge_regression_loss`,
-  'offline' is `sigmoid_focal_loss` (or `fc_pr_loss` for OFR).
+  focal loss. 'online' is always the hinge (`hinge_regression_loss`) and
+  'offline' the focal loss (`sigmoid_focal_loss`, or `fc_pr_loss` for OFR); the
+  two readings of the sentence differ in which weight goes with which:
+  ``configs/duml.py:...,loss=section4`` (online 1, offline 10: the subscripts
+  are right) or ``loss=eq6`` (hinge 10, focal 1: the loss names are right).
+  docs/paper_vs_code.md has the evidence.
 
   Args:
     terms: dict name -> scalar loss; a subset of the names is fine (e.g. an

@@ -29,6 +29,7 @@ from duml_jax.training import losses
 
 # DiMP weights of the filter iterates in the online loss: initial 1, the
 # intermediate ones 4 in total, final 1 (pytracking dimp50: 100 / 400 / 100).
+# The config's `loss.iterate_weights` / `loss.normalise_iterate_weights` override them.
 ITERATE_WEIGHTS = (1., 4., 1.)
 
 
@@ -66,6 +67,9 @@ def _assign(config, anchors, box, positive, name=None):
   if name == "atss_max_iou":
     topk = config.loss.atss_topk_5s if a > 1 else config.loss.atss_topk_1s
     return fn(anchors, box, topk=topk, positive=positive)
+  if name == "atss_min_l2":   # candidates per anchor shape (ATSS: 9); old configs lack the key
+    return fn(anchors, box, topk=int(config.loss.get("atss_min_l2_topk", 9)),
+              positive=positive)
   return fn(anchors, box, positive=positive)
 
 
@@ -99,16 +103,26 @@ def offline_losses(config, out, box, positive):
   return terms, {"num_pos": jnp.sum(pos) / box.shape[0]}
 
 
-def _iterate_weights(t):
-  """Weights of the T+1 iterates phi^(0..T), normalised to sum 1."""
-  w0, wmid, wend = ITERATE_WEIGHTS
+def _iterate_weights(t, weights=ITERATE_WEIGHTS, normalise=True):
+  """Weights of the T+1 iterates phi^(0..T): `weights` = (initial, all intermediate ones
+  together, final), as DiMP's 100 / 400 / 100; divided by their sum when `normalise`."""
+  w0, wmid, wend = (float(v) for v in weights)
   if t == 0:
-    w = np.array([1.])
+    w = np.array([w0 + wmid + wend])
   elif t == 1:
     w = np.array([w0, wend])
   else:
     w = np.array([w0] + [wmid / (t - 1)] * (t - 1) + [wend])
-  return jnp.asarray(w / w.sum(), jnp.float32)
+  if normalise:
+    w = w / w.sum()
+  return jnp.asarray(w, jnp.float32)
+
+
+def iterate_weights(config, t):
+  """`_iterate_weights` of `config.loss` (configs saved before the keys existed: DiMP's
+  1 / 4 / 1, normalised)."""
+  return _iterate_weights(t, tuple(config.loss.get("iterate_weights", ITERATE_WEIGHTS)),
+                          bool(config.loss.get("normalise_iterate_weights", True)))
 
 
 def online_loss(config, scores, query_box):
@@ -121,13 +135,15 @@ def online_loss(config, scores, query_box):
   m = config.model
   s = scores.shape[-2]
   first = m.stride * (config_lib.template_cells(m) // 2) + 0.5   # online window cell 0
+  loss_of = functools.partial(losses.online_regression_loss,
+                              kind=config.loss.get("online_loss", "hinge"),
+                              threshold=config.loss.hinge_threshold,
+                              reduction=config.loss.get("online_reduction", "mean"))
   if m.online == "ONR":
     lbl = jax.vmap(jax.vmap(lambda b: labels_lib.onr_label(b, s, m.stride, first,
                                                            m.online_cfg.label_sigma)))(query_box)
     lbl = lbl[:, None, :, :, :, None]                       # (B,1,Q,S,S,1)
-    per_iter = jax.vmap(lambda sc: losses.hinge_regression_loss(sc, lbl[:, 0],
-                                                                config.loss.hinge_threshold),
-                        in_axes=1)(scores)
+    per_iter = jax.vmap(lambda sc: loss_of(sc, lbl[:, 0]), in_axes=1)(scores)
   else:
     anc = online_anchors(m, scores.shape[-1], s)
     lbl = jax.vmap(jax.vmap(lambda b: labels_lib.onc_labels(
@@ -136,10 +152,8 @@ def online_loss(config, scores, query_box):
     keep = (lbl >= 0)[:, None]
     # Ignored anchors (-1) cost nothing: their prediction is set to the target.
     sc = jnp.where(keep, scores, target)
-    per_iter = jax.vmap(lambda x: losses.hinge_regression_loss(x, target[:, 0],
-                                                               config.loss.hinge_threshold),
-                        in_axes=1)(sc)
-  w = _iterate_weights(scores.shape[1] - 1)
+    per_iter = jax.vmap(lambda x: loss_of(x, target[:, 0]), in_axes=1)(sc)
+  w = iterate_weights(config, scores.shape[1] - 1)
   return jnp.sum(w * per_iter), per_iter
 
 
@@ -164,6 +178,10 @@ def make_loss_fn(model, config):
 
   # Configs saved before the key existed: queries only.
   on_support = bool(config.loss.get("offline_on_support", False))
+  joint_template = config.loss.get("joint_template", "mean")
+  if joint_template not in config_lib.JOINT_TEMPLATES:
+    raise ValueError(f"loss.joint_template={joint_template!r}; allowed: "
+                     f"{config_lib.JOINT_TEMPLATES}")
 
   def loss_fn(params, batch_stats, batch, rng, train_flags):
     del rng
@@ -187,7 +205,7 @@ def make_loss_fn(model, config):
                         _images(batch["support_search"]), centres,
                         _images(batch["query_search"]), train=train, backbone_train=bb_train,
                         support_labels=support_labels, mutable=mutable,
-                        support_offline=on_support,
+                        support_offline=on_support, template_from=joint_template,
                         method=duml_lib.DuML.forward_sequence)
       out, new_vars = res if train else (res, {"batch_stats": batch_stats})
       qbox = batch["query_box"]
@@ -204,6 +222,8 @@ def make_loss_fn(model, config):
       metrics["online_last_iter"] = per_iter[-1]
     total, weighted = losses.total_loss(terms, weights)
     metrics.update({f"loss_{k}": v for k, v in terms.items()})
+    # Each term as it enters the total (weight x loss): the balance of Eq. 6 in the logs.
+    metrics.update({f"weighted_{k}": v for k, v in weighted.items()})
     return total, (new_vars.get("batch_stats", {}), metrics)
 
   return loss_fn

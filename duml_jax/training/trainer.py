@@ -122,7 +122,8 @@ def train(config, workdir):
         _check(pending, ckpt)
       pending = (step + 1, metrics)
       done = step + 1
-      if done % config.log_every_steps == 0 or done == total:
+      # Step 1's metrics are the losses of the initial parameters: the terms' balance at init.
+      if done % config.log_every_steps == 0 or done == total or step == 0:
         _check(pending, ckpt)
         scalars = _fetch(metrics)
         scalars.pop("is_finite", None)

@@ -12,6 +12,7 @@ from duml_jax.data.builders.base import TrackingBuilder
 from duml_jax.data.builders.base import VideoAnnotation
 from duml_jax.data.builders.coco import DumlCoco
 from duml_jax.data.builders.got10k import DumlGot10k
+from duml_jax.data.builders.imagenet_det import DumlImagenetDet
 from duml_jax.data.builders.imagenet_vid import DumlImagenetVid
 from duml_jax.data.builders.lasot import DumlLasot
 from duml_jax.data.builders.otb_layout import DumlOtbLayout
@@ -25,6 +26,7 @@ BUILDERS = {
     "lasot": DumlLasot,
     "trackingnet": DumlTrackingnet,
     "imagenet_vid": DumlImagenetVid,
+    "imagenet_det": DumlImagenetDet,
     "coco": DumlCoco,
     "youtube_bb": DumlYoutubeBb,
     "otb_layout": DumlOtbLayout,
