@@ -30,6 +30,7 @@ from ml_collections import config_flags
 from configs import duml_nano as duml_nano_config
 from duml_jax.evaluation import baselines
 from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import families
 from duml_jax.evaluation import nano
 from duml_jax.evaluation import video as video_lib
 from duml_jax.evaluation import writers
@@ -75,7 +76,7 @@ def main(argv):
     config, variables = _config_and_variables()
     trk = evaluate_lib.make_single_tracker(config, variables, _NAME.value)
     os.makedirs(_OUTPUT.value, exist_ok=True)
-    suffix = "_nano" if nano.is_nano(config) else "_duml"
+    suffix = "_" + families.name_of(config)
     out = os.path.join(_OUTPUT.value, os.path.splitext(os.path.basename(
         _VIDEO.value.rstrip("/")))[0] + suffix + ".mp4")
     boxes = video_lib.track_video(trk, _VIDEO.value, np.asarray(_INIT_BOX.value, float), out)

@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 from duml_jax import config_lib
 from duml_jax.evaluation import writers
-from duml_jax.training import trainer
+from duml_jax.experiments import train_eval
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and evaluation reports.")
@@ -34,7 +34,7 @@ def main(argv):
   config = config_lib.validate(_CONFIG.value)
   logging.info("devices: %s (process %d of %d)", jax.devices(), jax.process_index(),
                jax.process_count())
-  out = trainer.train_and_evaluate(config, _WORKDIR.value)
+  out = train_eval.train_and_evaluate(config, _WORKDIR.value)
   for name, report in out["reports"].items():
     if report is not None:
       print(f"\n== evaluation: {name} ==\n{writers.format_table(report)}", flush=True)

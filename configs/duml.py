@@ -149,6 +149,7 @@ def get_config(arg=None):
 
   c = ml_collections.ConfigDict()
   c.name = preset
+  c.tracker = "duml"               # the tracker family (evaluation.families)
   c.seed = 0
   c.model = _model_config()
   c.tracking = _tracking_config()
@@ -267,7 +268,7 @@ def _tiny(c):
   c.data.synthetic.num_videos = 900_000
   c.data.num_workers = 0
   # Tracking hyper-parameters tuned on the synthetic validation split
-  # (python -m duml_jax.evaluation.tune, README "Results"), never on the
+  # (python -m duml_jax.experiments.tune, README "Results"), never on the
   # held-out seeds; the per-benchmark (ResNet-50) overrides do not apply.
   # The box head learns offsets only when its positives span more than the best cell: with
   # the ATSS positives (~2.5 per crop, residuals under half a cell) its L1 stayed at that of
