@@ -1,4 +1,4 @@
-"""Metric writer: JSON lines, TensorBoard event records read back independently, progress/ETA."""
+"""Metric writer: JSON lines, TensorBoard events (tensorboardX) read back independently, progress/ETA."""
 import glob
 import json
 import logging
@@ -15,7 +15,7 @@ from duml_jax.training import metric_writer as mw
 
 def _event_class():
   """`Event` built from tensorboard's field numbers with protobuf's descriptor API (a decoder
-  independent of the hand-written encoder)."""
+  independent of the writer's own generated classes)."""
   from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
   f = descriptor_pb2.FieldDescriptorProto
   proto = descriptor_pb2.FileDescriptorProto(name="duml_test_event.proto", package="dumltest")
@@ -37,8 +37,24 @@ def _event_class():
   return message_factory.GetMessageClass(pool.FindMessageTypeByName("dumltest.Event"))
 
 
+def _crc32c(data):
+  """CRC-32C (Castagnoli), bit by bit: slow and independent of the writer."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc ^= byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+  return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc32c(data):
+  """TFRecord's masked CRC-32C."""
+  crc = _crc32c(data)
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def _read_records(path):
-  """TFRecord reader checking both masked CRCs."""
+  """TFRecord reader (what TensorBoard reads) checking both masked CRCs."""
   with open(path, "rb") as f:
     data = f.read()
   records, pos = [], 0
@@ -46,19 +62,18 @@ def _read_records(path):
     header = data[pos:pos + 8]
     (length,) = struct.unpack("<Q", header)
     (len_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
-    assert len_crc == mw.masked_crc32c(header)
+    assert len_crc == _masked_crc32c(header)
     body = data[pos + 12:pos + 12 + length]
     (body_crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
-    assert body_crc == mw.masked_crc32c(body)
+    assert body_crc == _masked_crc32c(body)
     records.append(body)
     pos += 16 + length
   return records
 
 
-def test_crc32c_known_values():
-  assert mw.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
-  assert mw.crc32c(b"") == 0
-  assert mw.crc32c(bytes(32)) == 0x8A9136AA    # RFC 3720 B.4 test vector (32 zero bytes)
+def test_crc32c_reference_values():
+  assert _crc32c(b"123456789") == 0xE3069283   # the CRC-32C check value
+  assert _crc32c(bytes(32)) == 0x8A9136AA      # RFC 3720 B.4 test vector (32 zero bytes)
 
 
 def test_writes_jsonl_and_tensorboard_events(tmp_path):
@@ -76,11 +91,14 @@ def test_writes_jsonl_and_tensorboard_events(tmp_path):
   event_cls = _event_class()
   events = [event_cls.FromString(r) for r in _read_records(path)]
   assert events[0].file_version == "brain.Event:2"
-  assert [e.step for e in events[1:]] == [10, 20]
-  assert events[1].wall_time > 0
-  values = {v.tag: v.simple_value for v in events[2].summary.value}
-  assert values["loss"] == 0.75 and values["cls"] == 0.25
-  assert values["lr"] == pytest.approx(5e-3)
+  scalars = {(e.step, v.tag): (v.simple_value, e.wall_time)
+             for e in events[1:] for v in e.summary.value}
+  assert {s for s, _ in scalars} == {10, 20}
+  assert scalars[(20, "loss")][0] == 0.75 and scalars[(20, "cls")][0] == 0.25
+  assert scalars[(10, "lr")][0] == pytest.approx(5e-3)
+  # Stamped with the writer's clock, as metrics.jsonl.
+  assert scalars[(10, "loss")][1] == lines[0]["time"] and scalars[(20, "loss")][1] == lines[1]["time"]
+  assert "steps_per_sec" in {t for _, t in scalars}
 
 
 def test_stdout_line_has_step_terms_rate_and_eta(tmp_path, caplog):

@@ -1,23 +1,11 @@
 """Scalar metrics to stdout, `metrics.jsonl` and TensorBoard event files, without TensorFlow.
 
-clu's metric writers import TensorFlow, and neither `tensorboard` nor `tensorboardX` is a
-dependency here, so the event file is written directly. Its format (TFRecord framing of
-`tensorflow.Event` protobufs) is small and stable:
-
-  record  = uint64 length (LE) | uint32 masked_crc32c(length bytes)
-            | data | uint32 masked_crc32c(data)
-  masked  = ((crc >> 15) | (crc << 17)) + 0xa282ead8  (mod 2^32), crc32c = Castagnoli polynomial
-  Event   = 1: double wall_time, 2: int64 step, 3: string file_version, 5: Summary summary
-  Summary = 1: repeated Value value;  Value = 1: string tag, 2: float simple_value
-
-The first record of a file is Event{wall_time, file_version="brain.Event:2"}, as TensorBoard
-expects. Only process 0 writes anything.
+TensorBoard events are written by tensorboardX (clu's metric writers import TensorFlow).
+Only process 0 writes anything.
 """
 import json
 import math
 import os
-import socket
-import struct
 import time
 from typing import Any, Callable, Mapping
 
@@ -26,96 +14,6 @@ import numpy as np
 from absl import logging
 
 METRICS_FILE = "metrics.jsonl"
-_CRC32C_POLY = 0x82F63B78  # reflected Castagnoli polynomial
-
-
-def _crc32c_table() -> tuple[int, ...]:
-  table = []
-  for byte in range(256):
-    crc = byte
-    for _ in range(8):
-      crc = (crc >> 1) ^ _CRC32C_POLY if crc & 1 else crc >> 1
-    table.append(crc)
-  return tuple(table)
-
-
-_CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-  """CRC-32C (Castagnoli) of `data`; crc32c(b'123456789') == 0xE3069283."""
-  crc = 0xFFFFFFFF
-  for byte in data:
-    crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-  return crc ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-  crc = crc32c(data)
-  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def tfrecord(data: bytes) -> bytes:
-  """One TFRecord: length, masked CRC of the length, data, masked CRC of the data."""
-  length = struct.pack("<Q", len(data))
-  return (length + struct.pack("<I", masked_crc32c(length)) + data
-          + struct.pack("<I", masked_crc32c(data)))
-
-
-def _varint(value: int) -> bytes:
-  value &= 0xFFFFFFFFFFFFFFFF  # int64 two's complement, as protobuf encodes negative ints
-  out = bytearray()
-  while True:
-    bits = value & 0x7F
-    value >>= 7
-    if value:
-      out.append(bits | 0x80)
-    else:
-      out.append(bits)
-      return bytes(out)
-
-
-def _len_delimited(field: int, payload: bytes) -> bytes:
-  return _varint(field << 3 | 2) + _varint(len(payload)) + payload
-
-
-def encode_event(wall_time: float, step: int | None = None, file_version: str | None = None,
-                 scalars: Mapping[str, float] | None = None) -> bytes:
-  """Serialised `tensorflow.Event` protobuf (wire format written by hand)."""
-  out = bytearray(_varint(1 << 3 | 1) + struct.pack("<d", wall_time))
-  if step is not None:
-    out += _varint(2 << 3 | 0) + _varint(int(step))
-  if file_version is not None:
-    out += _len_delimited(3, file_version.encode())
-  if scalars:
-    summary = b"".join(
-        _len_delimited(1, _len_delimited(1, tag.encode()) + _varint(2 << 3 | 5)
-                       + struct.pack("<f", float(value)))
-        for tag, value in scalars.items())
-    out += _len_delimited(5, summary)
-  return bytes(out)
-
-
-class EventFileWriter:
-  """Appends scalar summaries to `logdir/events.out.tfevents.<time>.<host>`."""
-
-  def __init__(self, logdir: str, clock: Callable[[], float] = time.time):
-    os.makedirs(logdir, exist_ok=True)
-    self._clock = clock
-    self.path = os.path.join(
-        logdir, f"events.out.tfevents.{int(clock())}.{socket.gethostname()}.{os.getpid()}")
-    self._file = open(self.path, "ab")
-    self._file.write(tfrecord(encode_event(clock(), file_version="brain.Event:2")))
-    self._file.flush()
-
-  def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    self._file.write(tfrecord(encode_event(self._clock(), step=step, scalars=scalars)))
-
-  def flush(self) -> None:
-    self._file.flush()
-
-  def close(self) -> None:
-    self._file.close()
 
 
 def format_duration(seconds: float) -> str:
@@ -162,6 +60,14 @@ def _to_float(value: Any) -> float:
   return float(np.asarray(jax.device_get(value)))
 
 
+def _event_writer(logdir: str):
+  # Imported here: tensorboardX imports torch when it is installed (the test venv), a cost
+  # only runs that write events should pay.
+  import tensorboardX  # pylint: disable=g-import-not-at-top
+  # flush_secs: events reach the file within a minute even if training is killed.
+  return tensorboardX.SummaryWriter(logdir, flush_secs=60)
+
+
 class MetricWriter:
   """Writes scalars to stdout (absl logging), `workdir/metrics.jsonl` and TensorBoard events.
 
@@ -186,7 +92,7 @@ class MetricWriter:
       os.makedirs(self.workdir, exist_ok=True)
       self._jsonl = open(os.path.join(self.workdir, METRICS_FILE), "a")
       if tensorboard:
-        self._events = EventFileWriter(self.workdir, clock=clock)
+        self._events = _event_writer(self.workdir)
 
   def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
     if not self.enabled:
@@ -202,7 +108,8 @@ class MetricWriter:
     record = {"step": step, "time": self._clock(), **values}
     self._jsonl.write(json.dumps(record, allow_nan=True) + "\n")
     if self._events is not None:
-      self._events.write_scalars(step, values)
+      for k, v in values.items():
+        self._events.add_scalar(k, v, step, walltime=record["time"])
     if self._log:
       total = f"/{self._total}" if self._total else ""
       terms = " | ".join(f"{k} {v:.5g}" for k, v in values.items())
