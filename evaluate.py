@@ -18,7 +18,8 @@ duml_nano, onr): pretrained NanoTrack weights (`config.model.weights`);
 `--checkpoint` is a `python -m duml_jax.training.meta_nano` workdir of the
 online pieces (a meta_nano workdir alone implies `configs/duml_nano.py`).
 Results go to OUT/<tracker_name>/ in the benchmark's own format, with
-OUT/report.json, a printed table and success/precision plots.
+OUT/report.json, a printed table and success/precision plots. Other libraries'
+INFO log lines are hidden unless `--verbosity` is given (e.g. `--verbosity=0`).
 """
 import os
 
@@ -28,6 +29,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from configs import duml_nano as duml_nano_config
+from duml_jax import console
 from duml_jax.evaluation import baselines
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.evaluation import families
@@ -68,6 +70,7 @@ def _config_and_variables():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.quiet_other_libraries()
   if not _OUTPUT.value:
     raise app.UsageError("--output_dir is required")
   if _VIDEO.value:

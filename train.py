@@ -5,14 +5,16 @@ config field can be overridden, e.g. `--config.num_train_steps=20`. On
 several hosts, start the same command on each with `--multihost` (JAX reads
 the coordinator from the cluster environment, or pass
 `--coordinator_address=HOST:PORT --num_processes=N --process_id=I`).
+Prints one line per log step (a live progress bar on a terminal) and the
+evaluation tables; `--verbosity=0` adds every library's INFO log lines.
 """
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 
 from duml_jax import config_lib
+from duml_jax import console
 from duml_jax.evaluation import writers
 from duml_jax.experiments import train_eval
 
@@ -28,12 +30,15 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.quiet_other_libraries()
   if _MULTIHOST.value or _COORD.value:
     jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
                                process_id=_PID.value)
   config = config_lib.validate(_CONFIG.value)
-  logging.info("devices: %s (process %d of %d)", jax.devices(), jax.process_index(),
-               jax.process_count())
+  if jax.process_index() == 0:
+    print(f"{config.name}: {config.num_train_steps} steps on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s), {jax.process_count()} process(es) -> "
+          f"{_WORKDIR.value}", flush=True)
   out = train_eval.train_and_evaluate(config, _WORKDIR.value)
   for name, report in out["reports"].items():
     if report is not None:

@@ -1,7 +1,6 @@
 """Metric writer: JSON lines, TensorBoard events (tensorboardX) read back independently, progress/ETA."""
 import glob
 import json
-import logging
 import math
 import os
 import struct
@@ -101,16 +100,19 @@ def test_writes_jsonl_and_tensorboard_events(tmp_path):
   assert "steps_per_sec" in {t for _, t in scalars}
 
 
-def test_stdout_line_has_step_terms_rate_and_eta(tmp_path, caplog):
+def test_stdout_line_has_step_terms_rate_and_eta(tmp_path, capsys):
   clock = iter([0.0, 10.0]).__next__
-  writer = mw.MetricWriter(tmp_path, total_steps=100, tensorboard=False, progress_clock=clock)
-  with caplog.at_level(logging.INFO):
-    writer.write_scalars(0, {"loss": 2.0})
-    writer.write_scalars(50, {"loss": 1.0})
+  writer = mw.MetricWriter(tmp_path, total_steps=100, tensorboard=False, progress_clock=clock,
+                           stdout_keys=("loss",))
+  writer.write_scalars(0, {"loss": 2.0, "grad_norm": 3.0})
+  writer.write_scalars(50, {"loss": 1.0, "grad_norm": 3.0})
   writer.close()
-  line = caplog.records[-1].getMessage()
-  assert "step 50/100" in line and "loss 1" in line
-  assert "steps_per_sec 5" in line and "ETA 0:00:10" in line
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 2      # one line per call
+  assert lines[-1] == "step 50/100 | loss 1 | steps_per_sec 5 | ETA 0:00:10"
+  # The files keep every scalar; stdout only the chosen ones.
+  with open(tmp_path / "metrics.jsonl") as f:
+    assert json.loads(f.readlines()[-1])["grad_norm"] == 3.0
   assert not glob.glob(str(tmp_path / "events.*"))
 
 

@@ -1,17 +1,20 @@
 """Scalar metrics to stdout, `metrics.jsonl` and TensorBoard event files, without TensorFlow.
 
 TensorBoard events are written by tensorboardX (clu's metric writers import TensorFlow).
+Stdout gets one short line per call (the chosen keys, steps/s, ETA), written through
+`tqdm.write` so that a live progress bar on the terminal stays below it.
 Only process 0 writes anything.
 """
 import json
 import math
 import os
+import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
-from absl import logging
+import tqdm
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -69,21 +72,24 @@ def _event_writer(logdir: str):
 
 
 class MetricWriter:
-  """Writes scalars to stdout (absl logging), `workdir/metrics.jsonl` and TensorBoard events.
+  """Writes scalars to stdout, `workdir/metrics.jsonl` and TensorBoard events.
 
   With `total_steps`, every `write_scalars` call adds 'steps_per_sec' (all sinks) and the ETA
-  (stdout). Only process 0 writes; other processes' calls do nothing. `clock` stamps records
+  (stdout). Stdout shows `stdout_keys` (default: all) and steps/s; the files get every
+  scalar. Only process 0 writes; other processes' calls do nothing. `clock` stamps records
   (wall time), `progress_clock` times steps/s.
   """
 
   def __init__(self, workdir: str | os.PathLike, total_steps: int | None = None,
                tensorboard: bool = True, log_to_stdout: bool = True,
                clock: Callable[[], float] = time.time,
-               progress_clock: Callable[[], float] = time.monotonic):
+               progress_clock: Callable[[], float] = time.monotonic,
+               stdout_keys: Optional[Sequence[str]] = None):
     self.workdir = os.path.abspath(os.fspath(workdir))
     self.enabled = jax.process_index() == 0
     self._clock = clock
     self._log = log_to_stdout
+    self._keys = None if stdout_keys is None else tuple(stdout_keys) + ("steps_per_sec",)
     self._total = total_steps
     self._progress = (ProgressLogger(total_steps, clock=progress_clock)
                       if total_steps else None)
@@ -112,9 +118,10 @@ class MetricWriter:
         self._events.add_scalar(k, v, step, walltime=record["time"])
     if self._log:
       total = f"/{self._total}" if self._total else ""
-      terms = " | ".join(f"{k} {v:.5g}" for k, v in values.items())
+      terms = " | ".join(f"{k} {v:.5g}" for k, v in values.items()
+                         if self._keys is None or k in self._keys)
       tail = f" | ETA {format_duration(eta_s)}" if eta_s is not None else ""
-      logging.info("step %d%s | %s%s", step, total, terms, tail)
+      tqdm.tqdm.write(f"step {step}{total} | {terms}{tail}", file=sys.stdout)
 
   def flush(self) -> None:
     if self.enabled:

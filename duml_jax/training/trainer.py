@@ -10,11 +10,13 @@ Evaluation is not imported here (docs/architecture.md): `eval_variables`
 hands the trained variables to whoever evaluates them.
 """
 import os
+import sys
 import time
 
 from absl import logging
 import jax
 import ml_collections
+import tqdm
 
 from duml_jax import checkpoint as ckpt_lib
 from duml_jax import config_lib
@@ -25,6 +27,10 @@ from duml_jax.training import objectives
 from duml_jax.training import optim
 from duml_jax.training import parallel
 from duml_jax.training import train_state as train_state_lib
+
+
+# What the console line of each log step shows (metrics.jsonl and TensorBoard get every scalar).
+STDOUT_KEYS = ("loss", "loss_offline", "loss_online", "learning_rate")
 
 
 def data_config(config):
@@ -105,7 +111,10 @@ def train(config, workdir):
       seed=config.seed, start_step=start)
   step_fn = parallel.make_train_step(objectives.make_loss_fn(model, config), mesh)
   lr = optim.make_schedule(config.optim, spe)
-  writer = metric_writer.MetricWriter(workdir, total_steps=total)
+  writer = metric_writer.MetricWriter(workdir, total_steps=total, stdout_keys=STDOUT_KEYS)
+  # A live bar on a terminal only (disable=None: off when stdout is not a TTY, e.g. a log file).
+  bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=False,
+                  file=sys.stdout, disable=True if jax.process_index() else None)
   pending = None     # (step, metrics) of the previous step: checked one step late
   t_wait = 0.
   try:
@@ -116,6 +125,7 @@ def train(config, workdir):
       flags = {"train": True,
                "backbone_train": bool(optim.backbone_trainable(step, config.optim, spe))}
       state, metrics = step_fn(state, parallel.shard_batch(batch, mesh), flags)
+      bar.update(1)
       if pending is not None:
         _check(pending, ckpt)
       pending = (step + 1, metrics)
@@ -138,6 +148,7 @@ def train(config, workdir):
     if ckpt.latest_step() != total:
       ckpt.save(total, state, data_state=it.get_state(), config=config, force=True)
   finally:
+    bar.close()
     it.close()
     writer.close()
     ckpt.close()
