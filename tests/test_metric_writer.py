@@ -1,5 +1,6 @@
 """Metric writer: JSON lines, TensorBoard events (tensorboardX) read back independently, progress/ETA."""
 import glob
+import io
 import json
 import math
 import os
@@ -135,3 +136,20 @@ def test_only_process_zero_writes(tmp_path, monkeypatch):
   writer.write_scalars(1, {"loss": 1.0})
   writer.close()
   assert not os.path.exists(tmp_path / "other")
+
+
+class _Terminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_progress_bar_only_on_a_terminal():
+  log = io.StringIO()
+  with mw.progress_bar(4, 1, file=log) as bar:
+    bar.update(1)
+  assert bar.disable and log.getvalue() == ""
+  term = _Terminal()
+  with mw.progress_bar(4, 1, file=term) as bar:
+    bar.update(1)
+    bar.refresh()
+    assert "2/4" in term.getvalue()

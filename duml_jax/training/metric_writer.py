@@ -59,6 +59,13 @@ class ProgressLogger:
     return {"steps_per_sec": rate, "eta_s": eta(step, self.total_steps, rate)}
 
 
+def progress_bar(total: int, initial: int = 0, file=None) -> tqdm.tqdm:
+  """A live step bar on a terminal; disabled when `file` (default stdout) is not a TTY, e.g.
+  a log file, and on processes other than 0."""
+  return tqdm.tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, leave=False,
+                   file=file or sys.stdout, disable=True if jax.process_index() else None)
+
+
 def _to_float(value: Any) -> float:
   return float(np.asarray(jax.device_get(value)))
 

@@ -10,13 +10,11 @@ Evaluation is not imported here (docs/architecture.md): `eval_variables`
 hands the trained variables to whoever evaluates them.
 """
 import os
-import sys
 import time
 
 from absl import logging
 import jax
 import ml_collections
-import tqdm
 
 from duml_jax import checkpoint as ckpt_lib
 from duml_jax import config_lib
@@ -112,9 +110,7 @@ def train(config, workdir):
   step_fn = parallel.make_train_step(objectives.make_loss_fn(model, config), mesh)
   lr = optim.make_schedule(config.optim, spe)
   writer = metric_writer.MetricWriter(workdir, total_steps=total, stdout_keys=STDOUT_KEYS)
-  # A live bar on a terminal only (disable=None: off when stdout is not a TTY, e.g. a log file).
-  bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, leave=False,
-                  file=sys.stdout, disable=True if jax.process_index() else None)
+  bar = metric_writer.progress_bar(total, start)
   pending = None     # (step, metrics) of the previous step: checked one step late
   t_wait = 0.
   try:
