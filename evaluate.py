@@ -21,7 +21,8 @@ Results go to OUT/<tracker_name>/ in the benchmark's own format, with
 OUT/report.json, a printed table and success/precision plots. The settings
 that made them (config, weights, code version) are kept in
 OUT/<tracker_name>/settings.json: a rerun with the same settings resumes, one
-with other settings is refused unless --overwrite.
+with other settings is refused unless --overwrite. Other libraries' INFO log
+lines are hidden unless `--verbosity` is given (e.g. `--verbosity=0`).
 
 Bad input (flags, files, frames, boxes) exits with status 2 and a line naming
 it; --verbosity=1 or DUML_TRACEBACK=1 shows the traceback too.
@@ -30,10 +31,12 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from configs import duml_nano as duml_nano_config
 from duml_jax import cli
+from duml_jax import console
 from duml_jax.evaluation import baselines
 from duml_jax.evaluation import evaluate_lib
-from duml_jax.evaluation import nano
+from duml_jax.evaluation import families
 from duml_jax.evaluation import video as video_lib
 from duml_jax.evaluation import writers
 
@@ -67,7 +70,8 @@ def _config_and_variables():
   if config is None and not _CKPT.value:
     raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
   source = evaluate_lib.checkpoint_source(config, _CKPT.value, _STEP.value)
-  config, variables = evaluate_lib.resolve(config, _CKPT.value, source["checkpoint_step"])
+  config, variables = evaluate_lib.resolve(config, _CKPT.value, source["checkpoint_step"],
+                                           online_config=duml_nano_config.default)
   return config, variables, source
 
 
@@ -87,6 +91,7 @@ def _init_box():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.quiet_other_libraries()
   if not _OUTPUT.value:
     raise app.UsageError("--output_dir is required")
   cli.check_output_dir(_OUTPUT.value, "output_dir")       # before any work
@@ -94,7 +99,7 @@ def main(argv):
     init_box = _init_box()
     config, variables, _ = _config_and_variables()
     trk = evaluate_lib.make_single_tracker(config, variables, _NAME.value)
-    suffix = "_nano" if nano.is_nano(config) else "_duml"
+    suffix = "_" + families.name_of(config)
     boxes, out = video_lib.track_to_folder(trk, _VIDEO.value, init_box, _OUTPUT.value, suffix,
                                            box_name="--init_box")
     print(f"tracked {len(boxes)} frames -> {out}")

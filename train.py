@@ -9,17 +9,20 @@ the coordinator from the cluster environment, or pass
 Bad input (an unknown config key, an unwritable workdir, ...) exits with
 status 2 and a line naming it; --verbosity=1 or DUML_TRACEBACK=1 shows the
 traceback too.
+
+Prints one line per log step (a live progress bar on a terminal) and the
+evaluation tables; `--verbosity=0` adds every library's INFO log lines.
 """
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 
 from duml_jax import cli
 from duml_jax import config_lib
+from duml_jax import console
 from duml_jax.evaluation import writers
-from duml_jax.training import trainer
+from duml_jax.experiments import train_eval
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs and evaluation reports.")
@@ -34,13 +37,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   cli.check_output_dir(_WORKDIR.value, "workdir")        # before any work
+  console.quiet_other_libraries()
   if _MULTIHOST.value or _COORD.value:
     jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
                                process_id=_PID.value)
   config = config_lib.validate(_CONFIG.value)
-  logging.info("devices: %s (process %d of %d)", jax.devices(), jax.process_index(),
-               jax.process_count())
-  out = trainer.train_and_evaluate(config, _WORKDIR.value)
+  if jax.process_index() == 0:
+    print(f"{config.name}: {config.num_train_steps} steps on {jax.device_count()} "
+          f"{jax.devices()[0].platform} device(s), {jax.process_count()} process(es) -> "
+          f"{_WORKDIR.value}", flush=True)
+  out = train_eval.train_and_evaluate(config, _WORKDIR.value)
   for name, report in out["reports"].items():
     if report is not None:
       print(f"\n== evaluation: {name} ==\n{writers.format_table(report)}", flush=True)

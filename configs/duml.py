@@ -208,6 +208,7 @@ def get_config(arg=None):
 
   c = ml_collections.ConfigDict()
   c.name = preset
+  c.tracker = "duml"               # the tracker family (evaluation.families)
   c.seed = 0
   c.model = _model_config()
   c.tracking = _tracking_config()
@@ -249,7 +250,7 @@ def _tiny(c):
   16x16 search feature grids; the offline heads see the 6 central template
   cells (~ the target's extent, as the paper's 8 of 16 at context 0.5), giving
   11x11 score maps (-40 ... +40 px); anchors of base size 40 (scale 5);
-  online label/mask widths halved. README "Results" has the measurements
+  online label/mask widths halved. docs/experiments.md has the measurements
   behind each choice (validation sequences only).
   """
   c.model.backbone = "tiny"
@@ -280,13 +281,12 @@ def _tiny(c):
   c.data.search_aug.scale = 0.2
   c.data.search_aug.zoom = 0.5
   c.batch_size = 16
-  # 1800 steps: 17 min 53 s of training with compilation in session 12's main job, 1.80
-  # steps/s median with the noise bank below (1300 at session 8's ~1.26 steps/s; the step's
-  # speed varies ~2.5x between VMs of this type, benchmarks/RESULTS.md). Validation AUC (64 x 150): 0.614 at 1300 steps
-  # (session 10), 0.625 at 1800; batch 8 x 3400 steps, the same time, 0.623.
+  # 1800 steps fit the main job's ~20-minute budget on 2 CPU cores (1.80 steps/s median on
+  # 2026-12-03; the step's speed varies ~2.5x between VMs of this type). Validation AUC
+  # (64 x 150): 0.614 at 1300 steps, 0.625 at 1800; batch 8 x 3400 steps ties (0.623).
   c.steps_per_epoch = 180
   c.optim.num_epochs = 10
-  c.log_every_steps = 20
+  c.log_every_steps = 60          # 30 console lines over the run: a screen or two
   c.checkpoint_every_steps = 200
   # 32 held-out sequences: per-sequence AUCs spread 0.0-0.8 (sd ~0.2), so 8 gave a
   # standard error of ~0.07 (0.617 on the first 8 vs 0.501 on 32 for the same model).
@@ -296,18 +296,15 @@ def _tiny(c):
   c.optim.backbone_freeze_epochs = 0       # no ImageNet init: train it all
   c.optim.backbone_lr_mult = 1.0
   c.optim.optimizer = "adamw"              # from scratch, Adam learns far faster than SGD
-  # Peak LR 6e-3 (validation split, 32 x 150 frames, 1300 steps): 2e-3 -> 4e-3 -> 6e-3 gave
-  # 0.514 -> 0.547 (session 6) and, at the session-7 recipe, 0.569 -> 0.586 (paired
-  # +0.018 +- 0.014, better on 25 of 32). GroupNorm (model.norm=group) scored 0.551 alone and
-  # 0.563 with LR 4e-3 (session 6); since session 10's layers.GroupNorm it costs about what
-  # BatchNorm does, but trained beside it (1300 steps) it was not better on the held-out
-  # seeds and its validation run was lost, so BatchNorm stays (benchmarks/RESULTS.md).
+  # Peak LR 6e-3: from scratch, higher rates learnt faster on the validation split
+  # (2e-3 -> 4e-3 -> 6e-3; 8e-3 no better). BatchNorm, not GroupNorm: GroupNorm was not
+  # better on the held-out seeds when trained beside it (docs/experiments.md).
   c.optim.base_lr = 0.006
   c.optim.warmup_start_lr = 0.0006
   c.optim.warmup_epochs = 1
   # Linear warm-up over the first epoch, then a cosine to 2e-5 at the last step, both per
   # step (pysot's per-epoch log decay held 10% of this short run at the start LR and 40%
-  # below 3e-4; before session 8 the per-step cosine also held the last epoch at 2e-5).
+  # below 3e-4).
   c.optim.warmup_type = "linear"
   c.optim.schedule = "cosine"
   c.optim.lr_granularity = "step"
@@ -320,23 +317,22 @@ def _tiny(c):
   # displacement slope 0.3-0.5 vs 0.9 on training videos).
   c.data.synthetic.procedural = True
   # Sensor noise cropped from one pre-drawn field per worker instead of drawn per frame:
-  # ~11% faster steps (the renderer runs beside the step on the same 2 cores), validation
-  # 0.614 against 0.615 / 0.593 for per-frame noise (sessions 10, 8, 9). Held-out and
-  # validation videos are rendered with per-frame ("exact") noise whatever this says.
+  # ~11% faster steps (the renderer runs beside the step on the same 2 cores) at the same
+  # validation AUC as per-frame noise. Held-out and validation videos are rendered with
+  # per-frame ("exact") noise whatever this says.
   c.data.synthetic.noise = "bank"
   c.data.synthetic.num_videos = 900_000
   c.data.num_workers = 0
   # Tracking hyper-parameters tuned on the synthetic validation split
-  # (python -m duml_jax.evaluation.tune, README "Results"), never on the
+  # (python -m duml_jax.experiments.tune, docs/experiments.md), never on the
   # held-out seeds; the per-benchmark (ResNet-50) overrides do not apply.
   # The box head learns offsets only when its positives span more than the best cell: with
   # the ATSS positives (~2.5 per crop, residuals under half a cell) its L1 stayed at that of
   # predicting zero; all anchors within 1.5 cells (~40 per crop) and the support crops too.
   c.loss.box_assigner = "centre_radius"
   c.loss.offline_on_support = True
-  # Window influence re-tuned on the session-7 checkpoint (1350 steps; validation 32 x 150):
-  # 0.05 / 0.1 / 0.15 / 0.2 / 0.3 -> 0.561 / 0.583 / 0.580 / 0.565 / 0.574 (tracking lr 0.25);
-  # lr 0.15 / 0.4 and penalty_k 0.02 / 0.1 were not better.
+  # Window influence 0.1 was best of 0.05-0.3 on the validation split (tracking lr 0.25;
+  # lr 0.15 / 0.4 and penalty_k 0.02 / 0.1 were not better).
   c.tracking.window_influence = 0.1
   c.tracking.penalty_k = 0.05
   c.tracking.lr = 0.25

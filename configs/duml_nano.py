@@ -70,6 +70,11 @@ def get_config(arg=None):
   return c
 
 
+def default():
+  """The config a meta_nano workdir given alone as a checkpoint implies (DuML-nano)."""
+  return get_config("duml_nano")
+
+
 _NO_ONLINE = "it has no online branch"
 _OVERRIDES = {   # key: (section path, field, cast, why a preset without the field lacks it)
     "mu": (("tracking",), "mu", float, _NO_ONLINE),

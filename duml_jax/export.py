@@ -327,6 +327,7 @@ def _define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from configs import duml_nano as duml_nano_config   # pylint: disable=import-outside-toplevel
   from duml_jax.evaluation import evaluate_lib   # pylint: disable=import-outside-toplevel
   f = {k: v.value for k, v in _FLAGS.items()}
   if f["config"] is None and not f["checkpoint"]:
@@ -338,7 +339,8 @@ def main(argv):
       frame_hw = []
     if len(frame_hw) != 2 or min(frame_hw) <= 0:
       raise app.UsageError(f"--frame_size={','.join(f['frame_size'])}: give H,W in pixels")
-  config, variables = evaluate_lib.resolve(f["config"], f["checkpoint"], f["step"])
+  config, variables = evaluate_lib.resolve(f["config"], f["checkpoint"], f["step"],
+                                           online_config=duml_nano_config.default)
   if f["format"] == "onnx":
     paths = export_onnx(config, variables, f["out"])
   else:

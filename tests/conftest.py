@@ -11,7 +11,7 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 # Many tests compile the same computations (train steps, tracker steps) in
-# separate runs; a persistent compilation cache for the session reuses them.
+# separate runs; a persistent compilation cache shared by every test run reuses them.
 jax.config.update("jax_compilation_cache_dir",
                   os.environ.get("DUML_TEST_JAX_CACHE",
                                  os.path.join(tempfile.gettempdir(), "duml_jax_test_cache")))

@@ -1,5 +1,5 @@
 """The ablation driver's config handling and table (the training itself is the trainer's)."""
-from duml_jax.evaluation import ablation
+from duml_jax.experiments import ablation
 
 
 def test_same_budget_configs_with_overrides():

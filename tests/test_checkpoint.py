@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from duml_jax.training import checkpoint
+from duml_jax import checkpoint
 from duml_jax.training import optim
 from duml_jax.training import parallel
 from duml_jax.training import train_state as ts

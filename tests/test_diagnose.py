@@ -1,4 +1,4 @@
-"""Failure analysis of a checkpoint on the validation split (`evaluation.diagnose`)."""
+"""Failure analysis of a checkpoint on the validation split (`experiments.diagnose`)."""
 import json
 import os
 
@@ -9,7 +9,7 @@ import pytest
 
 from configs import duml as duml_configs
 from duml_jax.data import synthetic
-from duml_jax.evaluation import diagnose
+from duml_jax.experiments import diagnose
 from duml_jax.evaluation import metrics
 from duml_jax.models import duml as duml_lib
 from duml_jax.tracking import postprocess

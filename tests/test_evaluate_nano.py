@@ -231,7 +231,7 @@ def test_cli(mini_otb, weights, tmp_path):
                                   f"--output_dir={tmp_path / 'video'}"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
   assert vid.returncode == 0, vid.stderr[-3000:]
-  boxes = np.loadtxt(tmp_path / "video" / "img_nano.txt", delimiter=",")
+  boxes = np.loadtxt(tmp_path / "video" / "img_nanotrack.txt", delimiter=",")
   assert boxes.shape == (FRAMES, 4)
   np.testing.assert_allclose(boxes[1:], _results(out, "NanoTrack-JAX-v2", "Crossing")[1:],
                              atol=6e-3)   # both written rounded (%.2f, %.3f)

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from configs import duml as duml_config
-from duml_jax.training import trainer
+from duml_jax.experiments import train_eval
 
 STEPS = 300
 
@@ -25,7 +25,7 @@ def test_short_training_loss_falls_and_tracking_beats_keep_first_box(tmp_path):
   c.eval.batch_sequences = 2
   c.eval.otb_sample_dir = ""
   workdir = str(tmp_path / "tiny")
-  out = trainer.train_and_evaluate(c, workdir)
+  out = train_eval.train_and_evaluate(c, workdir)
 
   losses = [json.loads(l)["loss"] for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert len(losses) == STEPS // 10 and np.all(np.isfinite(losses))

@@ -1,7 +1,7 @@
-"""Metric writer: JSON lines, TensorBoard event records read back independently, progress/ETA."""
+"""Metric writer: JSON lines, TensorBoard events (tensorboardX) read back independently, progress/ETA."""
 import glob
+import io
 import json
-import logging
 import math
 import os
 import struct
@@ -15,7 +15,7 @@ from duml_jax.training import metric_writer as mw
 
 def _event_class():
   """`Event` built from tensorboard's field numbers with protobuf's descriptor API (a decoder
-  independent of the hand-written encoder)."""
+  independent of the writer's own generated classes)."""
   from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
   f = descriptor_pb2.FieldDescriptorProto
   proto = descriptor_pb2.FileDescriptorProto(name="duml_test_event.proto", package="dumltest")
@@ -37,8 +37,24 @@ def _event_class():
   return message_factory.GetMessageClass(pool.FindMessageTypeByName("dumltest.Event"))
 
 
+def _crc32c(data):
+  """CRC-32C (Castagnoli), bit by bit: slow and independent of the writer."""
+  crc = 0xFFFFFFFF
+  for byte in data:
+    crc ^= byte
+    for _ in range(8):
+      crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+  return crc ^ 0xFFFFFFFF
+
+
+def _masked_crc32c(data):
+  """TFRecord's masked CRC-32C."""
+  crc = _crc32c(data)
+  return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
 def _read_records(path):
-  """TFRecord reader checking both masked CRCs."""
+  """TFRecord reader (what TensorBoard reads) checking both masked CRCs."""
   with open(path, "rb") as f:
     data = f.read()
   records, pos = [], 0
@@ -46,19 +62,18 @@ def _read_records(path):
     header = data[pos:pos + 8]
     (length,) = struct.unpack("<Q", header)
     (len_crc,) = struct.unpack("<I", data[pos + 8:pos + 12])
-    assert len_crc == mw.masked_crc32c(header)
+    assert len_crc == _masked_crc32c(header)
     body = data[pos + 12:pos + 12 + length]
     (body_crc,) = struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])
-    assert body_crc == mw.masked_crc32c(body)
+    assert body_crc == _masked_crc32c(body)
     records.append(body)
     pos += 16 + length
   return records
 
 
-def test_crc32c_known_values():
-  assert mw.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
-  assert mw.crc32c(b"") == 0
-  assert mw.crc32c(bytes(32)) == 0x8A9136AA    # RFC 3720 B.4 test vector (32 zero bytes)
+def test_crc32c_reference_values():
+  assert _crc32c(b"123456789") == 0xE3069283   # the CRC-32C check value
+  assert _crc32c(bytes(32)) == 0x8A9136AA      # RFC 3720 B.4 test vector (32 zero bytes)
 
 
 def test_writes_jsonl_and_tensorboard_events(tmp_path):
@@ -76,23 +91,29 @@ def test_writes_jsonl_and_tensorboard_events(tmp_path):
   event_cls = _event_class()
   events = [event_cls.FromString(r) for r in _read_records(path)]
   assert events[0].file_version == "brain.Event:2"
-  assert [e.step for e in events[1:]] == [10, 20]
-  assert events[1].wall_time > 0
-  values = {v.tag: v.simple_value for v in events[2].summary.value}
-  assert values["loss"] == 0.75 and values["cls"] == 0.25
-  assert values["lr"] == pytest.approx(5e-3)
+  scalars = {(e.step, v.tag): (v.simple_value, e.wall_time)
+             for e in events[1:] for v in e.summary.value}
+  assert {s for s, _ in scalars} == {10, 20}
+  assert scalars[(20, "loss")][0] == 0.75 and scalars[(20, "cls")][0] == 0.25
+  assert scalars[(10, "lr")][0] == pytest.approx(5e-3)
+  # Stamped with the writer's clock, as metrics.jsonl.
+  assert scalars[(10, "loss")][1] == lines[0]["time"] and scalars[(20, "loss")][1] == lines[1]["time"]
+  assert "steps_per_sec" in {t for _, t in scalars}
 
 
-def test_stdout_line_has_step_terms_rate_and_eta(tmp_path, caplog):
+def test_stdout_line_has_step_terms_rate_and_eta(tmp_path, capsys):
   clock = iter([0.0, 10.0]).__next__
-  writer = mw.MetricWriter(tmp_path, total_steps=100, tensorboard=False, progress_clock=clock)
-  with caplog.at_level(logging.INFO):
-    writer.write_scalars(0, {"loss": 2.0})
-    writer.write_scalars(50, {"loss": 1.0})
+  writer = mw.MetricWriter(tmp_path, total_steps=100, tensorboard=False, progress_clock=clock,
+                           stdout_keys=("loss",))
+  writer.write_scalars(0, {"loss": 2.0, "grad_norm": 3.0})
+  writer.write_scalars(50, {"loss": 1.0, "grad_norm": 3.0})
   writer.close()
-  line = caplog.records[-1].getMessage()
-  assert "step 50/100" in line and "loss 1" in line
-  assert "steps_per_sec 5" in line and "ETA 0:00:10" in line
+  lines = capsys.readouterr().out.splitlines()
+  assert len(lines) == 2      # one line per call
+  assert lines[-1] == "step 50/100 | loss 1 | steps_per_sec 5 | ETA 0:00:10"
+  # The files keep every scalar; stdout only the chosen ones.
+  with open(tmp_path / "metrics.jsonl") as f:
+    assert json.loads(f.readlines()[-1])["grad_norm"] == 3.0
   assert not glob.glob(str(tmp_path / "events.*"))
 
 
@@ -115,3 +136,20 @@ def test_only_process_zero_writes(tmp_path, monkeypatch):
   writer.write_scalars(1, {"loss": 1.0})
   writer.close()
   assert not os.path.exists(tmp_path / "other")
+
+
+class _Terminal(io.StringIO):
+  def isatty(self):
+    return True
+
+
+def test_progress_bar_only_on_a_terminal():
+  log = io.StringIO()
+  with mw.progress_bar(4, 1, file=log) as bar:
+    bar.update(1)
+  assert bar.disable and log.getvalue() == ""
+  term = _Terminal()
+  with mw.progress_bar(4, 1, file=term) as bar:
+    bar.update(1)
+    bar.refresh()
+    assert "2/4" in term.getvalue()

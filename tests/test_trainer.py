@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from configs import duml as duml_config
+from duml_jax import checkpoint
+from duml_jax.experiments import train_eval
 from duml_jax.training import trainer
 
 
@@ -43,7 +45,7 @@ def test_pair_training_loss_falls_and_resume_equals_uninterrupted(tmp_path):
   # not available, so overfit: fixed data seed and a tiny dataset).
   straight = str(tmp_path / "straight")
   c = _config(tmp_path, "tiny-ofc5s", 8)
-  out = trainer.train_and_evaluate(c, straight)
+  out = train_eval.train_and_evaluate(c, straight)
   losses = _losses(straight)
   assert len(losses) == 8 and np.all(np.isfinite(losses))
   assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
@@ -53,8 +55,8 @@ def test_pair_training_loss_falls_and_resume_equals_uninterrupted(tmp_path):
   resumed = str(tmp_path / "resumed")
   trainer.train(_config(tmp_path, "tiny-ofc5s", 4), resumed)
   trainer.train(_config(tmp_path, "tiny-ofc5s", 8), resumed)
-  a, _ = trainer.restore_variables(straight)
-  b, _ = trainer.restore_variables(resumed)
+  a, _ = checkpoint.restore_variables(straight)
+  b, _ = checkpoint.restore_variables(resumed)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
   assert os.path.exists(os.path.join(resumed, "config.json"))

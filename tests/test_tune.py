@@ -6,7 +6,7 @@ import pytest
 
 from configs import duml as duml_configs
 from duml_jax.data import synthetic
-from duml_jax.evaluation import tune
+from duml_jax.experiments import tune
 
 
 def test_parse_grid_and_combinations():
@@ -64,7 +64,7 @@ def test_validation_set_refuses_other_seeds(tmp_path):
 
 def test_importable_next_to_the_ablation_module():
   # Both are imported by one test process: flags must not collide.
-  from duml_jax.evaluation import ablation  # pylint: disable=g-import-not-at-top,unused-import
+  from duml_jax.experiments import ablation  # pylint: disable=g-import-not-at-top,unused-import
   import importlib
   importlib.reload(tune)
 

@@ -340,9 +340,8 @@ def make_noise_bank(height, width, std, seed=0):
 
   `render_frame(..., noise_bank=bank)` adds a window of it at an offset drawn
   from the frame's noise generator instead of drawing H * W * 3 fresh normals:
-  ~0.04 ms instead of ~2.2-2.7 ms per 256 x 256 frame (sessions 12 and 10); the
-  fresh normals were a third of the procedural training data's CPU cost
-  (`benchmarks/RESULTS.md`, session 10).
+  ~0.04 ms instead of ~2.2-2.7 ms per 256 x 256 frame (measured 2026-12-02/03); the
+  fresh normals were a third of the procedural training data's CPU cost.
   Each frame's noise is still i.i.d. N(0, std^2) over its pixels; frames
   share shifted windows of one field ((H + 1) (W + 1) offsets).
   """

@@ -1,36 +1,32 @@
 """Evaluating trackers on benchmarks: the library behind evaluate.py.
 
 `evaluate_model` tracks a benchmark's sequences with the tracker of a config
--- DuML (`configs/duml.py`; N sequences at a time through `jax.vmap` when
-``batch_sequences > 1``) or NanoTrack / DuML-nano on pretrained NanoTrack
-weights (`configs/duml_nano.py`, built by `duml_jax.evaluation.nano`) --,
-writes result files in the benchmark's own format, scores them and writes
-``report.json`` + plots;
+-- whatever its family (`families`: DuML, `configs/duml.py`, N sequences at a
+time through `jax.vmap` when ``batch_sequences > 1``; NanoTrack / DuML-nano on
+pretrained NanoTrack weights, `configs/duml_nano.py`) --, writes result files
+in the benchmark's own format, scores them and writes ``report.json`` + plots;
 `score_only` scores result files already in the output folder (any
-tracker's). `evaluate_after_training` is what `train_and_evaluate` runs on
-held-out synthetic sequences and on an OTB-layout folder.
+tracker's). `evaluate_after_training` is what
+`experiments.train_eval.train_and_evaluate` runs on held-out synthetic
+sequences and on an OTB-layout folder.
 """
 import dataclasses
 import os
 from typing import Optional, Sequence as Seq
 
 from absl import logging
-import jax
 import ml_collections
 
-from duml_jax import config_lib
+from duml_jax import checkpoint as ckpt_lib
 from duml_jax import errors
 from duml_jax.data import benchmarks
 from duml_jax.data import synthetic
 from duml_jax.evaluation import baselines
+from duml_jax.evaluation import families
 from duml_jax.evaluation import nano
 from duml_jax.evaluation import provenance
 from duml_jax.evaluation import runner
-from duml_jax.models import duml as duml_lib
-from duml_jax.tracking import adapter
 from duml_jax.tracking import tracker as tracker_lib
-from duml_jax.training import checkpoint as ckpt_lib
-from duml_jax.training import trainer
 
 # evaluate.py benchmark name -> (reader name, runner/scoring benchmark name, tracking overrides)
 BENCHMARKS = {
@@ -52,15 +48,9 @@ def _bench(name):
   return BENCHMARKS[name]
 
 
-def tracker_name(config, prefix="DuML"):
+def tracker_name(config):
   """A result-folder name that says which form (or NanoTrack / DuML-nano variant) it is."""
-  if nano.is_nano(config):
-    return nano.tracker_name(config)
-  m, t = config.model, config.tracking
-  forms = "+".join(f for f in (m.offline, m.online) if f != "none")
-  voting = "-vote" if t.score_voting else ""
-  mu = f"-mu{t.mu:g}" if m.offline != "none" and m.online != "none" else ""
-  return f"{prefix}-{m.backbone}-{forms}{mu}{voting}"
+  return families.family(config).tracker_name(config)
 
 
 def config_and_variables(config=None, checkpoint: Optional[str] = None,
@@ -74,22 +64,7 @@ def config_and_variables(config=None, checkpoint: Optional[str] = None,
   given, is a meta_nano workdir of DuML-nano's online params (it sets
   ``config.model.online_params``).
   """
-  if config is not None and nano.is_nano(config):
-    if step is not None:
-      raise errors.ConfigError(f"step={step}: a checkpoint step applies to train.py workdirs, "
-                               "not to NanoTrack / DuML-nano configs")
-    config = nano.with_online_params(config, checkpoint)
-    return config, nano.load_variables(config)
-  if checkpoint:
-    variables, config = trainer.restore_variables(checkpoint, step, config)
-  elif config is not None:
-    logging.warning("no checkpoint: evaluating a randomly initialised model")
-    model = duml_lib.build_model(config.model)
-    variables = duml_lib.init_variables(model, jax.random.PRNGKey(config.seed),
-                                        config.model.exemplar_size, config.model.search_size)
-  else:
-    raise errors.ConfigError("give a checkpoint (a train.py workdir) and/or a config")
-  return config_lib.validate(config), variables
+  return families.family(config).config_and_variables(config, checkpoint, step)
 
 
 def checkpoint_source(config, checkpoint: Optional[str] = None, step: Optional[int] = None):
@@ -103,7 +78,7 @@ def checkpoint_source(config, checkpoint: Optional[str] = None, step: Optional[i
   """
   if not checkpoint:
     return {"checkpoint": None, "checkpoint_step": step}
-  if (config is not None and nano.is_nano(config)) or nano.is_online_workdir(checkpoint):
+  if families.name_of(config) != "duml" or nano.is_online_workdir(checkpoint):
     return {"checkpoint": checkpoint, "checkpoint_step": step}
   folder = os.path.join(os.path.expanduser(checkpoint), ckpt_lib.CHECKPOINT_DIR)
   if not os.path.isdir(folder):
@@ -120,12 +95,16 @@ def checkpoint_source(config, checkpoint: Optional[str] = None, step: Optional[i
   return {"checkpoint": checkpoint, "checkpoint_step": int(step)}
 
 
-def resolve(config=None, checkpoint: Optional[str] = None, step: Optional[int] = None):
-  """`config_and_variables` where a meta_nano workdir given alone implies
-  ``configs/duml_nano.py:duml_nano`` (what evaluate.py's --config/--checkpoint mean)."""
+def resolve(config=None, checkpoint: Optional[str] = None, step: Optional[int] = None,
+            online_config=None):
+  """`config_and_variables` of evaluate.py's --config / --checkpoint / --step, where a
+  meta_nano workdir given without a config takes ``online_config()`` (the caller's
+  ``configs/duml_nano.py:duml_nano``; evaluation does not import configs)."""
   if config is None and checkpoint and nano.is_online_workdir(checkpoint):
-    from configs import duml_nano as duml_nano_config   # pylint: disable=import-outside-toplevel
-    config = duml_nano_config.get_config("duml_nano")
+    if online_config is None:
+      raise errors.ConfigError(f"checkpoint {checkpoint} is a meta_nano workdir: give "
+                               "--config=configs/duml_nano.py:duml_nano with it")
+    config = online_config()
   return config_and_variables(config, checkpoint, step)
 
 
@@ -134,34 +113,22 @@ def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size:
   """A `runner.BatchTracker` running the config's tracker.
 
   DuML: `config.tracking` + the benchmark's overrides (`tracking.benchmarks`).
-  NanoTrack / DuML-nano (`nano.is_nano`): `config.tracking` as it is
-  (cv2.TrackerNano's values on every benchmark); `variables` from
-  `load_variables`.
+  NanoTrack / DuML-nano: `config.tracking` as it is (cv2.TrackerNano's values
+  on every benchmark); `variables` from `config_and_variables`.
   """
-  if nano.is_nano(config):
-    return nano.make_tracker(config, variables, batch_size, name)
-  model = duml_lib.build_model(config.model)
-  tcfg = tracker_lib.tracking_params(config, benchmark)
-  return adapter.DuMLBatchTracker(model, variables, tcfg, batch_size,
-                                  name or tracker_name(config))
+  return families.family(config).make_tracker(config, variables, benchmark, batch_size, name)
 
 
 def make_single_tracker(config, variables, name: Optional[str] = None):
   """A one-sequence tracker (``init(frame, box)``, ``update(frame) -> (box, score)``), e.g.
   for the video mode."""
-  if nano.is_nano(config):
-    return nano.make_single_tracker(config, variables, name)
-  return adapter.DuMLTracker(duml_lib.build_model(config.model), variables,
-                             tracker_lib.tracking_params(config), name or tracker_name(config))
+  return families.family(config).make_single_tracker(config, variables, name)
 
 
 def make_baselines(config, names: Seq[str], batch_size: int = 1):
   """The baselines `names` (`baselines.NAMES`); 'cv2_nano' reads the ONNX graphs of a
   NanoTrack config's weights folder and version (others: the default folder, v2)."""
-  kw = {}
-  if nano.is_nano(config):
-    kw = dict(nanotrack_weights=nano.weights_path(config),
-              nanotrack_version=nano.version(config))
+  kw = families.family(config).baseline_kwargs(config)
   return [baselines.make(b, batch_size, **kw) for b in names]
 
 
@@ -193,7 +160,7 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
 
   Args:
     config, variables: a DuML config and its variables, or a NanoTrack /
-      DuML-nano config (`configs/duml_nano.py`) and `nano.load_variables`'.
+      DuML-nano config (`configs/duml_nano.py`) and `config_and_variables`'.
     baseline_names: also run these reference trackers (`baselines.NAMES`:
       'keep_first', 'mil', 'cv2_nano').
     protocol: None (the benchmark's own) or 'vot' to run the VOT supervised

@@ -1,14 +1,14 @@
-"""NanoTrack / DuML-nano configs (`configs/duml_nano.py`) -> variables and runner trackers.
+"""The NanoTrack and DuML-nano families (`configs/duml_nano.py`) -> variables and trackers.
 
-The half of `evaluate_lib`'s dispatch for trackers built on pretrained
-NanoTrack weights: ``config.tracker`` is 'nanotrack' (the JAX tracker
-reproducing cv2.TrackerNano, `nanotrack_tracker.NanoTracker`) or 'duml_nano'
-(`duml_nano_tracker.DuMLNanoTracker`). DuML configs (`configs/duml.py`) have
-no ``tracker`` key and are not handled here.
+The `families.Family` functions for trackers built on pretrained NanoTrack
+weights: ``config.tracker`` is 'nanotrack' (the JAX tracker reproducing
+cv2.TrackerNano, `nanotrack_tracker.NanoTracker`) or 'duml_nano'
+(`duml_nano_tracker.DuMLNanoTracker`). DuML is `duml_family`.
 
 Variables: NanoTrack's from ``config.model.weights`` (ONNX graphs, a
 converted folder or a ``.pth``), plus, for DuML-nano, the online pieces from
-``config.model.online_params`` (a `duml_jax.training.meta_nano` workdir) or,
+``config.model.online_params`` (a `duml_jax.training.meta_nano` workdir, read
+with `duml_jax.checkpoint.load_online_params`) or,
 when that is empty, their closed-form / identity start.
 """
 import json
@@ -18,20 +18,15 @@ from typing import Optional
 import jax
 import ml_collections
 
+from duml_jax import checkpoint as ckpt_lib
+from duml_jax import errors
 from duml_jax.convert import nanotrack as nano_convert
 from duml_jax.evaluation import runner
 from duml_jax.models import duml_nano as dn
 from duml_jax.tracking import duml_nano_tracker as dnt
 from duml_jax.tracking import nanotrack_tracker as ntt
-from duml_jax.training import meta_nano
 
 TRACKERS = ("nanotrack", "duml_nano")
-
-
-def is_nano(config) -> bool:
-  """Whether `config` is a `configs/duml_nano.py` config (DuML configs have no 'tracker';
-  a value outside `TRACKERS` is refused, naming the key, when the tracker is built)."""
-  return config.get("tracker", None) is not None
 
 
 def version(config) -> str:
@@ -62,7 +57,7 @@ def online_workdir(path) -> pathlib.Path:
 
 def _check_meta_version(workdir, want):
   """The version NanoTrack was meta-trained with (meta_nano.json) must be `want`."""
-  log = pathlib.Path(workdir, meta_nano.LOG_FILE)
+  log = pathlib.Path(workdir, ckpt_lib.LOG_FILE)
   if not log.is_file():
     return
   got = json.loads(log.read_text()).get("config", {}).get("version", want)
@@ -81,7 +76,7 @@ def load_variables(config):
   if config.model.online_params:
     workdir = online_workdir(config.model.online_params)
     _check_meta_version(workdir, version(config))
-    online = meta_nano.load_online_params(workdir)
+    online = ckpt_lib.load_online_params(workdir)
   else:
     online = dn.init_online_params(model, jax.random.PRNGKey(config.seed))
   return dn.from_nanotrack(nano, online)
@@ -114,8 +109,11 @@ def make_single_tracker(config, variables, name: Optional[str] = None):
   return dnt.DuMLNanoTracker(build_model(config), variables, dnt.params(config.tracking), name)
 
 
-def make_tracker(config, variables, batch_size: int = 1, name: Optional[str] = None):
-  """A `runner.BatchTracker` of `batch_size` lanes (one tracker per lane, run in turn)."""
+def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size: int = 1,
+                 name: Optional[str] = None):
+  """A `runner.BatchTracker` of `batch_size` lanes (one tracker per lane, run in turn);
+  `config.tracking` as it is on every benchmark (cv2.TrackerNano's values)."""
+  del benchmark
   name = name or tracker_name(config)
   make_single_tracker(config, variables, name)      # config errors now, not at the first init
   return runner.SequentialAdapter(lambda: make_single_tracker(config, variables, name),
@@ -125,7 +123,7 @@ def make_tracker(config, variables, batch_size: int = 1, name: Optional[str] = N
 def is_online_workdir(path) -> bool:
   """Whether `path` is a meta_nano workdir (holds online_params.npz) or that file."""
   p = pathlib.Path(path).expanduser()
-  return (p / meta_nano.PARAMS_FILE).is_file() or (p.is_file() and p.name == meta_nano.PARAMS_FILE)
+  return (p / ckpt_lib.PARAMS_FILE).is_file() or (p.is_file() and p.name == ckpt_lib.PARAMS_FILE)
 
 
 def with_online_params(config, checkpoint: Optional[str]):
@@ -145,3 +143,19 @@ def with_online_params(config, checkpoint: Optional[str]):
   c.model.online_params = str(checkpoint)
   c.lock()
   return c
+
+
+def config_and_variables(config, checkpoint: Optional[str] = None,
+                         step: Optional[int] = None):
+  """NanoTrack's weights from ``config.model.weights``; `checkpoint`, if given, is a
+  meta_nano workdir of DuML-nano's online params (it sets ``config.model.online_params``)."""
+  if step is not None:
+    raise errors.ConfigError(f"step={step}: a checkpoint step applies to train.py workdirs, "
+                             "not to NanoTrack / DuML-nano configs")
+  config = with_online_params(config, checkpoint)
+  return config, load_variables(config)
+
+
+def baseline_kwargs(config) -> dict:
+  """'cv2_nano' runs the ONNX graphs of this config's weights folder and version."""
+  return dict(nanotrack_weights=weights_path(config), nanotrack_version=version(config))

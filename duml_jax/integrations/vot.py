@@ -60,8 +60,10 @@ def _define_flags():
 def build_tracker(config=None, checkpoint=None, step=None):
   """The one-sequence tracker of a config and/or checkpoint, built as evaluate.py builds it."""
   # Imported here so that `--help` answers without loading the model code.
+  from configs import duml_nano as duml_nano_config   # pylint: disable=import-outside-toplevel
   from duml_jax.evaluation import evaluate_lib   # pylint: disable=import-outside-toplevel
-  config, variables = evaluate_lib.resolve(config, checkpoint, step)
+  config, variables = evaluate_lib.resolve(config, checkpoint, step,
+                                           online_config=duml_nano_config.default)
   return evaluate_lib.make_single_tracker(config, variables)
 
 

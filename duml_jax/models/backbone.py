@@ -143,8 +143,8 @@ def max_pool(x: jax.Array, k: int = 3, stride: int = 2, pad: int = 1) -> jax.Arr
   transposes it into interior-padded adds. XLA's CPU backend differentiates
   `reduce_window` through a variadic (value, index) `reduce_window` over iota
   arrays and a `select_and_scatter`, ~3x slower; for the `tiny` backbone that
-  was ~100 ms of a ~750 ms training step on 2 cores (benchmarks/RESULTS.md,
-  session 7). Forward and reverse mode both work.
+  was ~100 ms of a ~750 ms training step on 2 cores (measured 2026-12-01).
+  Forward and reverse mode both work.
   """
   return _max_pool(x, k, stride, pad)
 
@@ -301,7 +301,7 @@ ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
 # conv1 16 channels, one BasicBlock per layer, widths 16/32/64/128. On two CPU
 # cores the stem dominates the backbone's cost: widths 16/.. instead of 8/..
 # cost ~5% more per training step (0.62 vs 0.59 s at batch 16) and gave the
-# tracker a better box (README "Results").
+# tracker a better box (docs/experiments.md).
 TinyResNet = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1),
                                block_cls=BasicBlock, num_filters=16,
                                stem_filters=16)

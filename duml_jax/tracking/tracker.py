@@ -420,7 +420,7 @@ def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, f
   smoothing), 'lr': its size-smoothing rate, 'score': its fused score, 'scale_z',
   'target_wh': the state's size at crop scale, 'features': the search features,
   'raw_online': raw online scores (S, S, A) or None}. `_track` is this plus the state
-  update; `duml_jax.evaluation.diagnose` calls it on states it sets (e.g. a wrong size)
+  update; `duml_jax.experiments.diagnose` calls it on states it sets (e.g. a wrong size)
   to read what the box head measures.
   """
   _check(model, tcfg)

@@ -41,6 +41,8 @@ import ml_collections
 import numpy as np
 import optax
 
+# The params file's name and I/O live with the checkpoint code that evaluation reads too.
+from duml_jax.checkpoint import LOG_FILE, PARAMS_FILE, load_online_params, save_online_params  # pylint: disable=unused-import
 from duml_jax.convert import nanotrack as nano_convert
 from duml_jax.data import pipeline
 from duml_jax.models import duml_nano as dn
@@ -48,8 +50,6 @@ from duml_jax import labels as labels_lib
 from duml_jax.training import losses
 from duml_jax.training import objectives
 
-PARAMS_FILE = "online_params.npz"
-LOG_FILE = "meta_nano.json"
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 _SHARED = _REPO.parent / "shared"
 
@@ -177,22 +177,6 @@ def make_train_step(model, config):
     return online, opt_state, {"loss": loss, "loss_first": per_iter[0],
                                "loss_last": per_iter[-1], "grad_norm": optax.tree.norm(grads)}
   return jax.jit(features), jax.jit(step), tx
-
-
-def save_online_params(workdir, online):
-  flat = flax.traverse_util.flatten_dict(jax.device_get(online), sep="/")
-  np.savez(pathlib.Path(workdir, PARAMS_FILE), **{k: np.asarray(v) for k, v in flat.items()})
-
-
-def load_online_params(workdir):
-  """Online params saved by `train` (``WORKDIR/online_params.npz``)."""
-  path = pathlib.Path(workdir, PARAMS_FILE)
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: no meta-trained DuML-nano params (run "
-                            "python -m duml_jax.training.meta_nano --workdir=...)")
-  with np.load(path) as z:
-    flat = {k: jnp.asarray(z[k]) for k in z.files}
-  return flax.traverse_util.unflatten_dict(flat, sep="/")
 
 
 def train(config, workdir, nano_variables=None):

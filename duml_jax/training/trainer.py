@@ -1,32 +1,34 @@
-"""`train_and_evaluate(config, workdir)`: the training loop train.py and tests call.
+"""`train(config, workdir)`: the training loop (train.py runs it through
+`duml_jax.experiments.train_eval.train_and_evaluate`).
 
 Data-parallel over every device of every host (`parallel.make_train_step`,
 `jax.shard_map` over a ('data',) mesh), orbax checkpoints with exact resume
 (params, optimiser state, step, rng; the data stream is a pure function of
 (seed, step), so the step is its whole position), metrics to stdout,
-`metrics.jsonl` and TensorBoard events, a NaN/Inf stop naming the step, and
-at the end an evaluation of the trained tracker (held-out synthetic
-sequences and, when configured, an OTB-layout folder such as
-`../shared/data/otb_sample`) written beside the checkpoints.
+`metrics.jsonl` and TensorBoard events, and a NaN/Inf stop naming the step.
+Evaluation is not imported here (docs/architecture.md): `eval_variables`
+hands the trained variables to whoever evaluates them.
 """
-import json
 import os
 import time
-from typing import Optional
 
 from absl import logging
 import jax
 import ml_collections
 
+from duml_jax import checkpoint as ckpt_lib
 from duml_jax import config_lib
 from duml_jax.data import pipeline as data_pipeline
 from duml_jax.models import duml as duml_lib
-from duml_jax.training import checkpoint as ckpt_lib
 from duml_jax.training import metric_writer
 from duml_jax.training import objectives
 from duml_jax.training import optim
 from duml_jax.training import parallel
 from duml_jax.training import train_state as train_state_lib
+
+
+# What the console line of each log step shows (metrics.jsonl and TensorBoard get every scalar).
+STDOUT_KEYS = ("loss", "loss_offline", "loss_online", "learning_rate")
 
 
 def data_config(config):
@@ -107,7 +109,8 @@ def train(config, workdir):
       seed=config.seed, start_step=start)
   step_fn = parallel.make_train_step(objectives.make_loss_fn(model, config), mesh)
   lr = optim.make_schedule(config.optim, spe)
-  writer = metric_writer.MetricWriter(workdir, total_steps=total)
+  writer = metric_writer.MetricWriter(workdir, total_steps=total, stdout_keys=STDOUT_KEYS)
+  bar = metric_writer.progress_bar(total, start)
   pending = None     # (step, metrics) of the previous step: checked one step late
   t_wait = 0.
   try:
@@ -118,6 +121,7 @@ def train(config, workdir):
       flags = {"train": True,
                "backbone_train": bool(optim.backbone_trainable(step, config.optim, spe))}
       state, metrics = step_fn(state, parallel.shard_batch(batch, mesh), flags)
+      bar.update(1)
       if pending is not None:
         _check(pending, ckpt)
       pending = (step + 1, metrics)
@@ -141,6 +145,7 @@ def train(config, workdir):
     if ckpt.latest_step() != total:
       ckpt.save(total, state, data_state=it.get_state(), config=config, force=True)
   finally:
+    bar.close()
     it.close()
     writer.close()
     ckpt.close()
@@ -152,53 +157,3 @@ def _check(pending, ckpt):
   if not bool(jax.device_get(metrics["is_finite"])):
     ckpt.wait_until_finished()
     parallel.raise_if_not_finite(jax.device_get(metrics), step)
-
-
-def train_and_evaluate(config, workdir):
-  """Trains, then evaluates the tracker; returns {'state', 'reports'}.
-
-  Evaluation (process 0): `config.eval.synthetic_sequences` held-out
-  synthetic sequences (seeds never used in training) and the OTB-layout
-  folder `config.eval.otb_sample_dir` when it exists; reports under
-  `workdir/eval/<name>/report.json`.
-  """
-  state = train(config, workdir)
-  reports = {}
-  if jax.process_index() == 0 and (config.eval.synthetic_sequences or config.eval.otb_sample_dir):
-    from duml_jax.evaluation import evaluate_lib  # pylint: disable=g-import-not-at-top
-    reports = evaluate_lib.evaluate_after_training(config, eval_variables(state),
-                                                   os.path.abspath(workdir))
-    with open(os.path.join(os.path.abspath(workdir), "eval", "summary.json"), "w") as f:
-      json.dump(reports, f, indent=2, default=str)
-  return {"state": state, "reports": reports}
-
-
-def restore_variables(workdir, step: Optional[int] = None, config=None):
-  """Model variables of a training workdir's checkpoint (latest by default), with its config.
-
-  The config saved beside the checkpoints is used unless one is given.
-  """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  ckpt = ckpt_lib.CheckpointManager(workdir, async_save=False)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-    if config is None:
-      saved = ckpt.restore_config(step)
-      if saved is None:
-        raise FileNotFoundError(f"no config saved with checkpoint {step} in {ckpt.directory}")
-      config = ml_collections.ConfigDict(saved)
-    # The restore target's structure only: no pretrained backbone is read.
-    shape_config = ml_collections.ConfigDict(config.to_dict())
-    shape_config.model.pretrained = ""
-    model = duml_lib.build_model(config.model)
-    mesh = parallel.make_mesh(jax.local_devices()[:1])
-    abstract = jax.eval_shape(lambda: parallel.replicate(
-        create_train_state(shape_config, model, jax.random.PRNGKey(0)), mesh))
-    # Variables only: the optimiser state is not read (it need not match today's optimiser).
-    variables = ckpt.restore_variables(
-        step, {"params": abstract.params, "batch_stats": abstract.batch_stats}, mesh)
-  finally:
-    ckpt.close()
-  return jax.device_get(variables), config

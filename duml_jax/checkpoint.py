@@ -1,4 +1,9 @@
-"""Orbax checkpointing of the train state, the data-iterator position and the config.
+"""Checkpoints: what training writes and evaluation reads, in one neutral module.
+
+Both `duml_jax.training` (writing) and `duml_jax.evaluation` / `duml_jax.experiments` (reading)
+use this module, so neither has to import the other (docs/architecture.md).
+
+Orbax checkpointing of the train state, the data-iterator position and the config.
 
 Layout under `workdir` (made absolute: orbax refuses relative paths):
   workdir/config.json                     `save_config`, written once on the first run
@@ -10,22 +15,32 @@ Layout under `workdir` (made absolute: orbax refuses relative paths):
 Saves are asynchronous: call `wait_until_finished()` before reading a checkpoint back or exiting.
 Restoring needs an abstract state (`jax.eval_shape` of the state constructor) whose leaves carry
 the shardings of the current mesh; `restore_latest` fills in replicated shardings for leaves
-that have none.
+that have none. `restore_variables(workdir)` reads a train.py workdir's model variables and config
+for evaluation.
+
+DuML-nano's meta-trained online params (`duml_jax.training.meta_nano`) are one ``.npz`` per
+workdir: `save_online_params` / `load_online_params`.
 """
 import json
 import os
-from typing import Any, Mapping
+import pathlib
+from typing import Any, Mapping, Optional
 
+import flax
 import jax
+import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from duml_jax.training import parallel
+from duml_jax.models import duml as duml_lib
 
 PyTree = Any
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
+PARAMS_FILE = "online_params.npz"      # DuML-nano's meta-trained online params
+LOG_FILE = "meta_nano.json"            # ... and the config and loss log beside them
 
 
 def config_to_dict(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
@@ -48,6 +63,11 @@ def save_config(workdir: str | os.PathLike,
   return path
 
 
+def _mesh(devices) -> Mesh:
+  """A 1-D mesh over `devices` (replicated restores only need some mesh)."""
+  return Mesh(np.asarray(devices), ("data",), axis_types=(AxisType.Auto,))
+
+
 def abstract_like(tree: PyTree, mesh: Mesh | None = None) -> PyTree:
   """ShapeDtypeStructs with shardings for every array leaf of `tree`.
 
@@ -61,7 +81,7 @@ def abstract_like(tree: PyTree, mesh: Mesh | None = None) -> PyTree:
     sharding = getattr(x, "sharding", None)
     if sharding is None:
       if replicated is None:
-        replicated = NamedSharding(mesh if mesh is not None else parallel.make_mesh(), P())
+        replicated = NamedSharding(mesh if mesh is not None else _mesh(jax.devices()), P())
       sharding = replicated
     return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
@@ -163,3 +183,49 @@ class CheckpointManager:
 
   def __exit__(self, *exc):
     self.close()
+
+
+def restore_variables(workdir, step: Optional[int] = None, config=None):
+  """Model variables of a training workdir's checkpoint (latest by default), with its config.
+
+  The config saved beside the checkpoints is used unless one is given. Only
+  {'params', 'batch_stats'} are read (the optimiser state need not match today's optimiser).
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  ckpt = CheckpointManager(workdir, async_save=False)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+    if config is None:
+      saved = ckpt.restore_config(step)
+      if saved is None:
+        raise FileNotFoundError(f"no config saved with checkpoint {step} in {ckpt.directory}")
+      config = ml_collections.ConfigDict(saved)
+    # The restore target's structure only: nothing is computed and no pretrained backbone read.
+    model = duml_lib.build_model(config.model)
+    abstract = jax.eval_shape(lambda: duml_lib.init_variables(
+        model, jax.random.PRNGKey(0), config.model.exemplar_size, config.model.search_size))
+    variables = ckpt.restore_variables(
+        step, {"params": abstract["params"], "batch_stats": abstract.get("batch_stats", {})},
+        _mesh(jax.local_devices()[:1]))
+  finally:
+    ckpt.close()
+  return jax.device_get(variables), config
+
+
+def save_online_params(workdir, online):
+  """Writes DuML-nano's online params to ``WORKDIR/online_params.npz``."""
+  flat = flax.traverse_util.flatten_dict(jax.device_get(online), sep="/")
+  np.savez(pathlib.Path(workdir, PARAMS_FILE), **{k: np.asarray(v) for k, v in flat.items()})
+
+
+def load_online_params(workdir):
+  """Online params saved by `save_online_params` (``WORKDIR/online_params.npz``)."""
+  path = pathlib.Path(workdir, PARAMS_FILE)
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no meta-trained DuML-nano params (run "
+                            "python -m duml_jax.training.meta_nano --workdir=...)")
+  with np.load(path) as z:
+    flat = {k: jnp.asarray(z[k]) for k in z.files}
+  return flax.traverse_util.unflatten_dict(flat, sep="/")

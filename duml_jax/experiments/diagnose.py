@@ -1,6 +1,6 @@
 """Why a CPU-sized checkpoint loses the target: failure analysis on the validation split.
 
-  python -m duml_jax.evaluation.diagnose --workdir=WORKDIR [--num_sequences=16 --frames=150]
+  python -m duml_jax.experiments.diagnose --workdir=WORKDIR [--num_sequences=16 --frames=150]
 
 Tracks each synthetic validation sequence (`synthetic.VALIDATION_SEEDS`, never the
 held-out ones) one pass with the checkpoint's tracking settings and reports:
@@ -40,7 +40,7 @@ from duml_jax.data import benchmarks
 from duml_jax.data import frames as frames_lib
 from duml_jax.data import synthetic
 from duml_jax.evaluation import metrics
-from duml_jax.evaluation import tune
+from duml_jax.experiments import tune
 from duml_jax.evaluation import writers
 from duml_jax.tracking import tracker as tracker_lib
 
@@ -272,9 +272,9 @@ def _define_flags():
 
 def main(argv):
   del argv
-  from duml_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from duml_jax import checkpoint  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  variables, config = trainer.restore_variables(f.workdir)
+  variables, config = checkpoint.restore_variables(f.workdir)
   out = f.out or os.path.join(f.workdir, "diagnose")
   report = diagnose(config, variables, out, f.num_sequences, f.frames, every=f.every)
   print(summary(report))

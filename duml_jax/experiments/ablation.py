@@ -1,6 +1,6 @@
 """The paper's central ablation in miniature (Tables 2 and 4, Figure 4) on the CPU model.
 
-  python -m duml_jax.evaluation.ablation --workroot=workdir/ablation [--steps=600]
+  python -m duml_jax.experiments.ablation --workroot=workdir/ablation [--steps=600]
 
 Trains each form with the same budget (same config, steps, data and seed):
 OFC-5s alone, ONR alone and DuML (OFC-5s + ONR); then evaluates with the
@@ -21,6 +21,7 @@ from absl import flags
 from absl import logging
 
 from configs import duml as duml_config
+from duml_jax import checkpoint
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.training import trainer
 
@@ -75,7 +76,7 @@ def run(workroot, steps, mus, otb_dir, overrides=None, batch_sequences=4, forms=
     cfg = _config(arg, steps, overrides)
     wd = os.path.join(workroot, label)
     trainer.train(cfg, wd)
-    ckpts[label] = trainer.restore_variables(wd)[0], cfg
+    ckpts[label] = checkpoint.restore_variables(wd)[0], cfg
   base = ckpts["DuML"][1]
   synth = evaluate_lib.synthetic_eval_dir(base, data_dir)
 

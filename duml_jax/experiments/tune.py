@@ -6,7 +6,7 @@ smoothing, fusion weight, ...) are tuned on sequences rendered from
 the CPU-sized recipe, and disjoint from the held-out `EVAL_SEEDS` that the
 reported numbers use. Usage:
 
-  python -m duml_jax.evaluation.tune --workdir=WORKDIR \
+  python -m duml_jax.experiments.tune --workdir=WORKDIR \
       --grid='window_influence=0.2,0.3,0.42;penalty_k=0.05,0.15'
 
 writes ``WORKDIR/tune/tune.json`` (one entry per combination, written
@@ -142,9 +142,9 @@ def _define_flags():
 
 def main(argv):
   del argv
-  from duml_jax.training import trainer  # pylint: disable=g-import-not-at-top
+  from duml_jax import checkpoint  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
-  variables, config = trainer.restore_variables(f.workdir)
+  variables, config = checkpoint.restore_variables(f.workdir)
   out = f.out or os.path.join(f.workdir, "tune")
   entries = tune(config, variables, parse_grid(f.grid), out, f.num_sequences, f.frames,
                  f.batch_sequences)
