@@ -3,12 +3,14 @@
 A random tiny DuML model (mechanics, not accuracy) and, where ../shared holds
 them, NanoTrack's real weights for DuML-nano, on a small synthetic OTB folder.
 """
+import dataclasses
 import os
 
 import cv2
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import duml as duml_config
 from duml_jax.data import benchmarks
@@ -158,14 +160,22 @@ def test_duml_visualiser_writes_panels_and_mp4(tiny, duml_normal, seq, tmp_path)
   assert first[tiles].std() < third[tiles].std()
 
 
-def test_render_panel_boxes_land_on_the_frame():
-  """The tracked box is drawn where it is: red pixels on its edge in the frame area."""
+def test_render_panel_boxes_land_on_the_frame_and_palette_png(tmp_path):
+  """The tracked box is drawn where it is: red pixels on its edge in the frame area;
+  a palette PNG keeps the panel's size and its colours within a few levels."""
   frame = np.zeros((120, 160, 3), np.uint8)
   panel = vis.render_panel(frame, None, np.array([40., 30., 40., 20.]))
   scale = vis.FRAME_W / 160           # 4; letterboxed vertically: (480 - 480) / 2 = 0
   y, x = int(30 * scale), int(60 * scale)
   r, g, b = (int(v) for v in panel[y, x])
   assert r > 200 and g < 120 and b < 120, (r, g, b)
+  vis.write_png(str(tmp_path / "p.png"), panel, colors=64)
+  back = cv2.cvtColor(cv2.imread(str(tmp_path / "p.png")), cv2.COLOR_BGR2RGB)
+  assert back.shape == panel.shape and np.abs(back[y, x].astype(int) - panel[y, x]).max() < 40
+  with Image.open(tmp_path / "p.png") as im:
+    assert im.mode == "P"
+  with pytest.raises(vis.VisualiseError, match="png_colors"):
+    vis.write_png(str(tmp_path / "q.png"), panel, colors=300)
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +206,6 @@ def test_duml_nano_visualiser(nano_weights, seq, jpegs, tmp_path):
   voted, centre = _voted_centre(out["view"], out["box"])
   np.testing.assert_allclose(voted, centre, atol=1e-2)
   # At mu = 1 the fused map is the online map as Eq. 1 weighs it.
-  p1 = dnt.params(dnt.default_config(), mu=1.)
+  p1 = dataclasses.replace(p, mu=1.)   # the same compiled step (mu is traced)
   _, out1 = dnt.track_with_maps(model, variables, p1, state, jpegs[1])
   np.testing.assert_allclose(out1["view"]["fused"], out1["view"]["robust"], atol=1e-6)

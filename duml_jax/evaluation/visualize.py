@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from ml_collections import config_flags
+from PIL import Image   # a matplotlib requirement
 
 from duml_jax.data.frames import read_frame
 from duml_jax.evaluation import evaluate_lib
@@ -56,7 +57,7 @@ from duml_jax.tracking import tracker as tracker_lib
 # an info bar below. Even sides: the MP4 encoder's 4:2:0 chroma needs them.
 FRAME_W, FRAME_H = 640, 480
 TILE = 240
-BAR_H = 36
+BAR_H = 52
 PANEL_W, PANEL_H = FRAME_W + 2 * TILE, FRAME_H + BAR_H
 TOP_K = 10
 FOURCC = "mp4v"
@@ -318,8 +319,10 @@ def render_panel(frame, gt, track, out=None, stride: int = 8, mu: float = 0.,
   lines = [info]
   if fv is not None:
     _, share = top_votes(fv["weights"])
-    lines.append("vote shares: " + " ".join(f"{v:.2f}" for v in share)
-                 + "   green GT, red track, yellow->blue votes 1..10")
+    lines.append("vote shares (Eq. 4-5 weights / their sum): "
+                 + " ".join(f"{v:.2f}" for v in share))
+    lines.append("green: ground truth, red: track, yellow->blue: votes 1..10, grey: search "
+                 "region;  + white: map peak, red: selected (penalised) cell")
   for i, s in enumerate(lines):
     _text(panel, s, (6, FRAME_H + 14 + 16 * i), 0.42)
   return panel
@@ -395,11 +398,23 @@ class Result:
   ious: np.ndarray      # (last,) IoU with the ground truth (NaN where absent)
 
 
+def write_png(path, panel, colors: int = 0):
+  """Writes an RGB panel; `colors` > 0 palette-quantises it (Pillow, no dithering): a
+  third of the bytes at 256 colours, for panels kept in the repository."""
+  if colors:
+    if not 2 <= colors <= 256:
+      raise VisualiseError(f"--png_colors={colors}: 0 (full colour) or 2..256")
+    Image.fromarray(panel).quantize(colors, dither=Image.Dither.NONE).save(path, optimize=True)
+  elif not cv2.imwrite(path, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)):
+    raise VisualiseError(f"cannot write {path}")
+
+
 def visualise_sequence(stepper: Stepper, seq, output_dir, frames: Optional[str] = None,
                        every: int = 1, mp4: bool = True, fps: float = 10.,
-                       progress: Optional[Callable[[str], None]] = None) -> Result:
+                       progress: Optional[Callable[[str], None]] = None,
+                       png_colors: int = 0) -> Result:
   """Tracks `seq` (a `duml_jax.data.sequence.Sequence`) from its first frame to the last
-  drawn one and writes the panels (module docstring)."""
+  drawn one and writes the panels (module docstring; `png_colors`: `write_png`)."""
   progress = progress or (lambda s: print(s, file=sys.stderr, flush=True))
   numbers = frame_numbers(len(seq.frames), frames, every)
   wanted, last = set(numbers), numbers[-1]
@@ -431,8 +446,7 @@ def visualise_sequence(stepper: Stepper, seq, output_dir, frames: Optional[str] 
               f"online flag {flag}  SD-GN steps {int(out['iters']) if out is not None else 0}")
       panel = render_panel(frame, gt, box, out, stepper.stride, stepper.mu, info)
       path = os.path.join(folder, f"{k:0{digits}d}.png")
-      if not cv2.imwrite(path, cv2.cvtColor(panel, cv2.COLOR_RGB2BGR)):
-        raise VisualiseError(f"cannot write {path}")
+      write_png(path, panel, png_colors)
       pngs.append(path)
       if len(pngs) == 1 or len(pngs) % 20 == 0 or k == last:
         progress(f"{seq.name}: frame {k}/{last} tracked, {len(pngs)}/{len(numbers)} panels, "
@@ -461,6 +475,8 @@ _EVERY = flags.DEFINE_integer("every", 1, "Draw every N-th frame of the range.")
 _OUTPUT = flags.DEFINE_string("output_dir", None, "Where PNGs and MP4s go.")
 _FPS = flags.DEFINE_float("fps", 10., "MP4 frame rate.")
 _MP4 = flags.DEFINE_bool("mp4", True, "Also write <output_dir>/<sequence>.mp4.")
+_PNG_COLORS = flags.DEFINE_integer("png_colors", 0, "0: full-colour PNGs; N: palette of N "
+                                   "colours (smaller files, e.g. 256 for docs/).")
 
 
 def main(argv):
@@ -480,7 +496,7 @@ def main(argv):
                                      sequences=_SEQUENCES.value or None)
   for seq in seqs:
     res = visualise_sequence(stepper, seq, _OUTPUT.value, _FRAMES.value, _EVERY.value,
-                             _MP4.value, _FPS.value)
+                             _MP4.value, _FPS.value, png_colors=_PNG_COLORS.value)
     print(f"{seq.name}: {len(res.pngs)} panels in {os.path.join(_OUTPUT.value, seq.name)}"
           + (f", {res.mp4}" if res.mp4 else "") + f"; mean IoU over frames 1-{len(res.ious)} "
           f"{np.nanmean(res.ious):.3f}")
