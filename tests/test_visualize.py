@@ -209,3 +209,16 @@ def test_duml_nano_visualiser(nano_weights, seq, jpegs, tmp_path):
   p1 = dataclasses.replace(p, mu=1.)   # the same compiled step (mu is traced)
   _, out1 = dnt.track_with_maps(model, variables, p1, state, jpegs[1])
   np.testing.assert_allclose(out1["view"]["fused"], out1["view"]["robust"], atol=1e-6)
+
+
+def test_make_stepper_of_configs(tiny):
+  """evaluate.py's configs: DuML (benchmark overrides applied) and DuML-nano; NanoTrack
+  alone is refused with a reason (it has no online or fused map)."""
+  from configs import duml_nano as duml_nano_config  # pylint: disable=import-outside-toplevel
+  _, variables, _ = tiny
+  c = duml_config.get_config("tiny")
+  st = vis.make_stepper(c, variables, "otb")
+  want = tracker.tracking_params(c, "otb")
+  assert (st.mu, st.stride) == (want.mu, want.stride) and st.name.startswith("DuML")
+  with pytest.raises(vis.VisualiseError, match="no online"):
+    vis.make_stepper(duml_nano_config.get_config("nanotrack"), None)

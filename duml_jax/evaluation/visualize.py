@@ -7,16 +7,16 @@
       --sequence=SEQ --every=5 --output_dir=/tmp/vis
 
 Each panel (paper Fig. 5 and Fig. 10): left, the frame with the ground truth
-(green), the tracked box (red), the search window (grey) and the ten boxes
-with the largest score-voting weights (Eq. 4-5; yellow = largest, blue =
-10th); right, four tiles over the search region: the crop with the same boxes
-and the top three vote shares, the offline (accurate) map, the online
-(robust) map as Eq. 1 weighs it, and the fused map the box is selected on
-(white cross: each map's peak; red cross on the fused map: the selected,
-penalised arg-max). Maps are drawn on one fixed colour scale, 0 (blue) to 1
-(red), clipped; each tile's title gives the map's own range (the online tile
-also the raw scores' range before calibration). Anchor-based maps (DuML) show
-the maximum over anchors per cell.
+(green, outlined on the maps too), the tracked box (red), the search window
+(grey) and the ten boxes with the largest score-voting weights (Eq. 4-5;
+yellow = largest, blue = 10th); right, four tiles over the search region: the
+crop with the same boxes and the top three vote shares, the offline
+(accurate) map, the online (robust) map as Eq. 1 weighs it, and the fused map
+the box is selected on (cross: each map's peak; ring on the fused map: the
+selected, penalised arg-max). Maps are drawn on one fixed colour scale, 0
+(blue) to 1 (red), clipped; each tile's title gives the map's own range (the
+online tile also the raw scores' range before calibration). Anchor-based maps
+(DuML) show the maximum over anchors per cell.
 
 The maps come from the trackers' own step (`tracker.track_with_maps`,
 `duml_nano_tracker.track_with_maps`: the same computation as `track`, with
@@ -192,10 +192,18 @@ def _text(img, s, org, scale=0.42, color=TEXT_COLOR):
   cv2.putText(img, s, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
 
-def _cross(img, xy, color, size=6):
+def _cross(img, xy, size=6):
+  """A white cross outlined in black (visible on every colour of the map)."""
   x, y = int(round(xy[0])), int(round(xy[1]))
-  cv2.line(img, (x - size, y), (x + size, y), color, 2, cv2.LINE_AA)
-  cv2.line(img, (x, y - size), (x, y + size), color, 2, cv2.LINE_AA)
+  for color, width in (((0, 0, 0), 4), ((255, 255, 255), 2)):
+    cv2.line(img, (x - size, y), (x + size, y), color, width, cv2.LINE_AA)
+    cv2.line(img, (x, y - size), (x, y + size), color, width, cv2.LINE_AA)
+
+
+def _ring(img, xy, radius=8):
+  x, y = int(round(xy[0])), int(round(xy[1]))
+  cv2.circle(img, (x, y), radius, (0, 0, 0), 4, cv2.LINE_AA)
+  cv2.circle(img, (x, y), radius, (255, 255, 255), 2, cv2.LINE_AA)
 
 
 def _draw_boxes(img, gt, track, fv, to_px, labels: bool):
@@ -238,8 +246,9 @@ def _crop(frame, window):
                         borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
 
-def _heat(crop, fv, m, title, best_cell=None):
-  """`m` (S, S) over the crop: each tile pixel samples the map at its cell coordinate."""
+def _heat(crop, fv, m, title, gt=None, best_cell=None):
+  """`m` (S, S) over the crop (each tile pixel samples the map at its cell coordinate),
+  the ground truth outlined."""
   x0, y0, side = fv["window"]
   s = m.shape[0]
   px = x0 + (np.arange(TILE, dtype=np.float64) + 0.5) * side / TILE
@@ -256,9 +265,11 @@ def _heat(crop, fv, m, title, best_cell=None):
   tile = np.where(inside[..., None], cv2.addWeighted(colour, 0.65, crop, 0.35, 0.), dim)
   to_tile = lambda rc: ((fv["grid0"][0] + rc[1] * fv["cell"] - x0) * TILE / side,
                         (fv["grid0"][1] + rc[0] * fv["cell"] - y0) * TILE / side)
-  _cross(tile, to_tile(np.unravel_index(int(np.argmax(m)), m.shape)), (255, 255, 255))
+  if gt is not None:
+    _rect(tile, gt, GT_COLOR, 1, lambda p: (np.asarray(p, np.float64) - (x0, y0)) * TILE / side)
+  _cross(tile, to_tile(np.unravel_index(int(np.argmax(m)), m.shape)))
   if best_cell is not None:
-    _cross(tile, to_tile(best_cell), (255, 0, 0), 4)
+    _ring(tile, to_tile(best_cell))
   _title(tile, title)
   return tile
 
@@ -302,16 +313,17 @@ def render_panel(frame, gt, track, out=None, stride: int = 8, mu: float = 0.,
     _title(boxed, "search region, top-10 votes")
     maps = fv["maps"]
     tiles = [boxed]
-    tiles.append(_heat(crop, fv, maps["accurate"], f"offline (accurate) {_range(maps['accurate'])}")
+    tiles.append(_heat(crop, fv, maps["accurate"],
+                       f"offline (accurate) {_range(maps['accurate'])}", gt)
                  if "accurate" in maps else _blank("no offline branch"))
     if "robust" in maps:
       raw = f" raw {_range(maps['online_raw'])}" if "online_raw" in maps else ""
       tiles.append(_heat(crop, fv, maps["robust"],
-                         f"online {_range(maps['robust'])}{raw}"))
+                         f"online {_range(maps['robust'])}{raw}", gt))
     else:
       tiles.append(_blank("no online branch"))
     tiles.append(_heat(crop, fv, maps["fused"], f"fused mu={mu:g} {_range(maps['fused'])}",
-                       fv["best_cell"]))
+                       gt, fv["best_cell"]))
   panel[:TILE, FRAME_W:FRAME_W + TILE] = tiles[0]
   panel[:TILE, FRAME_W + TILE:] = tiles[1]
   panel[TILE:2 * TILE, FRAME_W:FRAME_W + TILE] = tiles[2]
@@ -322,7 +334,7 @@ def render_panel(frame, gt, track, out=None, stride: int = 8, mu: float = 0.,
     lines.append("vote shares (Eq. 4-5 weights / their sum): "
                  + " ".join(f"{v:.2f}" for v in share))
     lines.append("green: ground truth, red: track, yellow->blue: votes 1..10, grey: search "
-                 "region;  + white: map peak, red: selected (penalised) cell")
+                 "region;  +: each map's peak, o: the selected (penalised) cell")
   for i, s in enumerate(lines):
     _text(panel, s, (6, FRAME_H + 14 + 16 * i), 0.42)
   return panel
