@@ -186,8 +186,8 @@ def track(model: dn.DuMLNano, variables, p: NanoParams, state: State, frame):
   return _track(model, variables, static, state, frame, jnp.float32(p.mu))
 
 
-@ntt.jit(static_argnums=(0, 2))   # NanoTrack's compile options: same network values as NanoTracker
-def _track(model, variables, p, state, frame, mu):
+@ntt.jit(static_argnums=(0, 2), static_argnames=("with_maps",))   # NanoTrack's compile options
+def _track(model, variables, p, state, frame, mu, with_maps=False):
   cfg = p.nano
   x, s_x, scale_z = ntt.search_crop(cfg, state.nano, frame)
   x_feat = model.apply(variables, x, method=dn.DuMLNano.features)
@@ -215,7 +215,30 @@ def _track(model, variables, p, state, frame, mu):
       model, variables, p, state.filter, state.memory, x_online[0], raw,
       state.nano.size * crop_scale, sample_box, frame_idx)
   new = State(nano, filt, mem, frame_idx, state.num_updates + (iters > 0).astype(jnp.int32))
-  return new, {"box": box, "score": flat[best], "flag": flag, "iters": iters}
+  out = {"box": box, "score": flat[best], "flag": flag, "iters": iters}
+  if with_maps:   # static: `track_with_maps`
+    s_acc = ntt.foreground(cls[0])
+    w = (voting.vote_weights(boxes, flat, jnp.ones_like(flat), best, p.voting_sigma,
+                             p.voting_eps)
+         if p.score_voting else jax.nn.one_hot(best, flat.shape[0]))
+    out["view"] = {
+        "accurate": s_acc, "online_raw": raw, "fused": score, "candidates": boxes,
+        "robust": fused_scores(dataclasses.replace(p, mu=1.), s_acc, raw, jnp.float32(1.)),
+        "weights": w, "best": best, "centre": state.nano.center, "scale_z": scale_z,
+        "s_x": s_x}
+  return new, out
+
+
+def track_with_maps(model: dn.DuMLNano, variables, p: NanoParams, state: State, frame):
+  """`track` (same state and outputs) plus ``out['view']``, what the visualiser draws
+  (`duml_jax.evaluation.visualize`): 'accurate' (S, S) NanoTrack's score, 'robust' the
+  online map as Eq. 1 weighs it (`fused_scores` at mu = 1, so whatever calibration it
+  applies), 'online_raw' (S, S, 1), 'fused' (S, S) the map selected on, 'candidates'
+  (N, 4) decoded (cx, cy, w, h) offsets from the crop centre (crop pixels at
+  scale_z), 'weights' (N,) their voting weights (one-hot at the arg-max without
+  voting), 'best', 'centre' (the crop's centre), 'scale_z', 's_x' (crop side)."""
+  static = dataclasses.replace(p, mu=0. if p.mu == 0. else 1.)
+  return _track(model, variables, static, state, frame, jnp.float32(p.mu), with_maps=True)
 
 
 class DuMLNanoTracker:

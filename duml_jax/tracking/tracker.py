@@ -329,7 +329,7 @@ def localisation_flag(raw, target_wh_crop, tcfg: TrackingParams):
                    jnp.where(distractor, FLAG_DISTRACTOR, FLAG_NORMAL)).astype(jnp.int32)
 
 
-def localise(model, tcfg, heads, raw_online, target_wh):
+def localise(model, tcfg, heads, raw_online, target_wh, with_maps: bool = False):
   """Fused map, decoded boxes, best index, box at crop scale, smoothing rate, score."""
   box_map = heads["box"][0]                                   # (S, S, A_box, 5)
   s, a_box = box_map.shape[0], box_map.shape[2]
@@ -354,6 +354,13 @@ def localise(model, tcfg, heads, raw_online, target_wh):
     off = postprocess.peak_offset(jnp.max(pscore, axis=-1), row, col)
     box_crop = box_crop.at[:2].set(jnp.asarray(anchors)[row, col, a, :2] + tcfg.stride * off)
   lr = penalty.reshape(-1)[best] * flat_score[best] * tcfg.lr
+  if with_maps:   # static: the maps this function fused, for `track_with_maps`
+    w = (voting.vote_weights(flat_pred, flat_score, jax.nn.sigmoid(box_map[..., 4]).reshape(-1),
+                             best, tcfg.voting_sigma, tcfg.voting_eps)
+         if tcfg.score_voting else jax.nn.one_hot(best, flat_score.shape[0]))
+    view = {"accurate": s_acc, "robust": s_rob, "online_raw": raw_online, "fused": fused,
+            "candidates": flat_pred, "weights": w, "best": best}
+    return box_crop, lr, flat_score[best], view
   return box_crop, lr, flat_score[best]
 
 
@@ -413,7 +420,8 @@ def refine_filter(model: DuML, variables, tcfg: TrackingParams, state: TrackerSt
   return refine_state(model, variables, tcfg, state, iters)
 
 
-def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame,
+            with_maps: bool = False):
   """Steps 1-3 of the module docstring on one frame, without moving the state.
 
   Returns {'box_crop': (4,) chosen (cx, cy, w, h) offset box at crop scale (before size
@@ -434,18 +442,24 @@ def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, f
   if model.a_on:
     raw = online_lib.online_scores(state.filter[None], xf["online"], model.online_crop)[0]
   target_wh = state.size * scale_z
+  if with_maps:   # + 'view': `localise`'s maps around the state's centre (`track_with_maps`)
+    box_crop, lr, score, view = localise(model, tcfg, heads, raw, target_wh, True)
+    view.update(centre=state.centre, scale_z=scale_z, s_x=s_x)
+    return {"box_crop": box_crop, "lr": lr, "score": score, "scale_z": scale_z,
+            "target_wh": target_wh, "features": xf, "raw_online": raw, "view": view}
   box_crop, lr, score = localise(model, tcfg, heads, raw, target_wh)
   return {"box_crop": box_crop, "lr": lr, "score": score, "scale_z": scale_z,
           "target_wh": target_wh, "features": xf, "raw_online": raw}
 
 
-def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame,
+           with_maps: bool = False):
   """One frame: (new state, {'box': (4,) xywh, 'score', 'flag', 'iters'}).
 
   ``iters`` is the number of SD-GN steps due on this frame (0 when none);
   the filter in the returned state is not yet refined (see `refine_filter`).
   """
-  m = measure(model, variables, tcfg, state, frame)
+  m = measure(model, variables, tcfg, state, frame, with_maps)
   xf, raw, scale_z, target_wh = m["features"], m["raw_online"], m["scale_z"], m["target_wh"]
   box_crop, lr, score = m["box_crop"], m["lr"], m["score"]
   centre, size = postprocess.update_target(state.centre, state.size, box_crop, scale_z, lr,
@@ -464,6 +478,8 @@ def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fr
                             num_updates=state.num_updates + (iters > 0).astype(jnp.int32))
   out = {"box": jnp.concatenate([centre - size / 2., size]), "score": score,
          "flag": flag, "iters": iters}
+  if with_maps:
+    out["view"] = m["view"]
   return new_state, out
 
 
@@ -476,6 +492,19 @@ Returns (state, out) with out = {'box': (4,) xywh, 'score', 'flag', 'iters'};
 skip the filter optimisation on the ~19 of 20 frames where no lane needs it
 (under `jax.vmap` a `lax.cond` runs both branches).
 """
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def track_with_maps(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame):
+  """`track` (same state and outputs) plus ``out['view']``, what the visualiser draws
+  (`duml_jax.evaluation.visualize`), all from `localise`'s own computation:
+  'accurate' (S, S, A) sigmoid of the offline scores, 'robust' (S, S, A_on) online
+  scores as fused, 'online_raw' before normalisation (None for the uni-modal form
+  without them), 'fused' (S, S, A) Eq. 1, 'candidates' (N, 4) decoded (cx, cy, w, h)
+  offsets from the crop centre at crop scale, 'weights' (N,) their Eq. 4-5 voting
+  weights (one-hot at the arg-max without voting), 'best', 'centre' (the crop's
+  centre), 'scale_z', 's_x' (crop side, frame pixels)."""
+  return _track(model, variables, tcfg, state, frame, with_maps=True)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))

@@ -15,6 +15,18 @@ import jax.numpy as jnp
 from duml_jax import boxes
 
 
+def vote_weights(pred, score, iou_pred, best, sigma, eps):
+  """(N,) weights w(y) o(y) of Eq. 4-5 (0 outside the IoU > eps set); arguments as
+  `score_voting`'s. The visualiser shows the largest of them."""
+  return _weights(pred, score, iou_pred, pred[best], sigma, eps)
+
+
+def _weights(pred, score, iou_pred, ref, sigma, eps):
+  iou = boxes.iou_cxcywh(pred, ref)
+  w = score * jnp.exp(-jnp.square(1. - iou) / sigma) * iou_pred
+  return jnp.where(iou > eps, w, 0.)
+
+
 def score_voting(pred, score, iou_pred, best, sigma, eps):
   """Voted box (4,) (cx, cy, w, h).
 
@@ -26,9 +38,7 @@ def score_voting(pred, score, iou_pred, best, sigma, eps):
     sigma, eps: Eq. 5 variance and Eq. 4 IoU threshold.
   """
   ref = pred[best]
-  iou = boxes.iou_cxcywh(pred, ref)
-  w = score * jnp.exp(-jnp.square(1. - iou) / sigma) * iou_pred
-  w = jnp.where(iou > eps, w, 0.)
+  w = _weights(pred, score, iou_pred, ref, sigma, eps)
   den = jnp.sum(w)
   safe = jnp.where(den > 0., den, 1.)
   voted = jnp.sum(w[:, None] * pred, axis=0) / safe
