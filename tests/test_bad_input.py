@@ -343,7 +343,9 @@ def test_runner_refuses_a_sequence_whose_frame_size_changes(tmp_path):
 # ------------------------------------------------------------------ requirements ----
 
 # Imported only by tests or by tools README's install does not cover (documented there).
-_NOT_IN_REQUIREMENTS = {"torch", "got10k", "vot", "pytest"}
+# Test-only and optional: the converters' torch, the toolkits, the ONNX export's own
+# requirements-export.txt (installed with --no-deps; README "Export").
+_NOT_IN_REQUIREMENTS = {"torch", "got10k", "vot", "pytest", "jax2onnx", "onnxruntime"}
 _SOURCES = ["duml_jax", "configs", "evaluate.py", "train.py"]
 
 
