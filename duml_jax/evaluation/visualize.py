@@ -46,6 +46,7 @@ from PIL import Image   # a matplotlib requirement
 
 from duml_jax.data.frames import read_frame
 from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import families
 from duml_jax.evaluation import metrics
 from duml_jax.evaluation import nano
 from duml_jax.models import duml as duml_lib
@@ -124,8 +125,9 @@ def make_stepper(config, variables, benchmark: Optional[str] = "otb") -> Stepper
   """The `Stepper` of a DuML config (with `benchmark`'s tracking overrides, as
   evaluate.py) or a `configs/duml_nano.py` 'duml_nano' / 'onr' config."""
   name = evaluate_lib.tracker_name(config)
-  if nano.is_nano(config):
-    if config.tracker != "duml_nano":
+  family = families.name_of(config)
+  if family != "duml":
+    if family != "duml_nano":
       raise VisualiseError(f"config.tracker={config.tracker!r}: NanoTrack alone has no online "
                            "or fused map to show; use configs/duml_nano.py:duml_nano (mu=0 "
                            "gives NanoTrack's box with the online map beside it)")
@@ -499,10 +501,7 @@ def main(argv):
   config = _CONFIG.value
   if config is None and not _CKPT.value:
     raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
-  if config is None and nano.is_online_workdir(_CKPT.value):
-    from configs import duml_nano as duml_nano_config  # pylint: disable=import-outside-toplevel
-    config = duml_nano_config.get_config("duml_nano")
-  config, variables = evaluate_lib.config_and_variables(config, _CKPT.value, _STEP.value)
+  config, variables = evaluate_lib.resolve(config, _CKPT.value, _STEP.value)
   stepper = make_stepper(config, variables, _BENCHMARK.value)
   seqs = evaluate_lib.load_sequences(_BENCHMARK.value, _DATASET.value,
                                      sequences=_SEQUENCES.value or None)
