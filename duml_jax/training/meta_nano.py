@@ -251,6 +251,10 @@ def main(argv=None):
   ap.add_argument("--batch_size", type=int, default=None)
   ap.add_argument("--no_real_train", action="store_true",
                   help="synthetic videos only (ignore ../shared/data/real_train)")
+  ap.add_argument("--real_train", default=None,
+                  help="OTB-layout folder of real training clips (default: config.real_train, "
+                       "../shared/data/real_train beside the repository)")
+  ap.add_argument("--weights", default=None, help="NanoTrack weights (default: config.weights)")
   args = ap.parse_args(argv)
   logging.set_verbosity(logging.INFO)
   config = get_config()
@@ -258,6 +262,10 @@ def main(argv=None):
     config.steps = args.steps
   if args.batch_size is not None:
     config.batch_size = args.batch_size
+  if args.real_train is not None:
+    config.real_train = args.real_train
+  if args.weights is not None:
+    config.weights = args.weights
   if args.no_real_train:
     config.real_train = ""
   _, log = train(config, args.workdir)
