@@ -255,6 +255,10 @@ def main(argv=None):
                   help="OTB-layout folder of real training clips (default: config.real_train, "
                        "../shared/data/real_train beside the repository)")
   ap.add_argument("--weights", default=None, help="NanoTrack weights (default: config.weights)")
+  ap.add_argument("--synthetic_videos", type=int, default=None,
+                  help="generated synthetic videos (default: config.data.synthetic.num_videos)")
+  ap.add_argument("--synthetic_frames", type=int, default=None,
+                  help="frames per synthetic video (default: config.data.synthetic.num_frames)")
   args = ap.parse_args(argv)
   logging.set_verbosity(logging.INFO)
   config = get_config()
@@ -268,6 +272,10 @@ def main(argv=None):
     config.weights = args.weights
   if args.no_real_train:
     config.real_train = ""
+  if args.synthetic_videos is not None:
+    config.data.synthetic.num_videos = args.synthetic_videos
+  if args.synthetic_frames is not None:
+    config.data.synthetic.num_frames = args.synthetic_frames
   _, log = train(config, args.workdir)
   print(json.dumps(log[-1]))
 
