@@ -12,6 +12,9 @@
 #   DUML_PYTHON      python to run with (no venv is made)
 #   NANO_WEIGHTS     NanoTrack weights folder (default ../shared/weights/nanotrack)
 #   REAL_TRAIN       real training clips for meta_nano (default ../shared/data/real_train)
+#   DUML_NANO_META   1: DuML-nano with meta-trained online pieces (trained here, cached);
+#                    0 (default, the recommendation measured on real_val, docs/duml_nano.md):
+#                    their closed-form start, nothing to train
 #   META_STEPS       meta-training steps (default: meta_nano's recipe); META_BATCH its batch
 #   META_SYNTH_VIDEOS, META_SYNTH_FRAMES  size of the generated synthetic videos
 set -euo pipefail
@@ -47,7 +50,10 @@ DUML_NANO="duml_nano,weights=$WEIGHTS"
 META="$OUT/meta"
 
 # 1. Meta-train the online pieces (cached: skipped when OUT_DIR/meta holds a finished run).
-if [ ! -f "$META/meta_nano.json" ]; then
+CKPT=()
+if [ "${DUML_NANO_META:-0}" = "0" ]; then
+  echo "== DuML-nano's online pieces start from their closed form: nothing to train"
+elif [ ! -f "$META/meta_nano.json" ]; then
   ARGS=(--workdir="$META" --weights="$WEIGHTS")
   if [ -d "$REAL_TRAIN" ]; then ARGS+=(--real_train="$(cd "$REAL_TRAIN" && pwd)"); else ARGS+=(--no_real_train); fi
   [ -n "${META_STEPS:-}" ] && ARGS+=(--steps="$META_STEPS")
@@ -56,8 +62,10 @@ if [ ! -f "$META/meta_nano.json" ]; then
   [ -n "${META_SYNTH_FRAMES:-}" ] && ARGS+=(--synthetic_frames="$META_SYNTH_FRAMES")
   echo "== meta-training DuML-nano's online pieces into $META"
   "$PY" -m duml_jax.training.meta_nano "${ARGS[@]}"
+  CKPT=(--checkpoint="$META")
 else
   echo "== reusing $META (delete it to retrain)"
+  CKPT=(--checkpoint="$META")
 fi
 
 # 2. The three trackers through evaluate.py, one results folder.
@@ -66,11 +74,11 @@ EVAL=(--benchmark=otb --dataset_dir="$DATA" --output_dir="$RES")
 echo "== NanoTrack-JAX and cv2.TrackerNano"
 "$PY" evaluate.py --config="configs/duml_nano.py:nanotrack,weights=$WEIGHTS" "${EVAL[@]}" \
   --tracker_name=NanoTrack-JAX --baselines=cv2_nano
-echo "== DuML-nano ($DUML_NANO, online pieces from $META)"
-"$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO" --checkpoint="$META" "${EVAL[@]}" \
+echo "== DuML-nano ($DUML_NANO ${CKPT[*]:-})"
+"$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO" ${CKPT[@]+"${CKPT[@]}"} "${EVAL[@]}" \
   --tracker_name=DuML-nano
 "$PY" evaluate.py "${EVAL[@]}" --score_only --trackers=NanoTrack-cv2-v2,NanoTrack-JAX,DuML-nano
 
 # 3. One table and OUT_DIR/report.json.
 "$PY" -m duml_jax.evaluation.real_video --results="$RES" --out_dir="$OUT" \
-  --duml_nano_config="configs/duml_nano.py:$DUML_NANO --checkpoint=$META"
+  --duml_nano_config="configs/duml_nano.py:$DUML_NANO ${CKPT[*]:-}"
