@@ -11,7 +11,7 @@ import pytest
 from duml_jax.evaluation import real_video
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-FRAMES = 20
+FRAMES = 20     # the CI size: 2 sequences x 20 frames
 
 
 def _entry(aucs):
@@ -52,24 +52,32 @@ def test_real_video_script_end_to_end(otb_sample, shared_dir, tmp_path):
     pytest.skip(f"{weights} not found: the NanoTrack weights are unavailable")
   data = tmp_path / "data"
   _subset(otb_sample, data, ["Crossing", "Freeman1"])
-  out = tmp_path / "out"
   env = dict(os.environ, DUML_PYTHON=sys.executable, NANO_WEIGHTS=str(weights),
              REAL_TRAIN=str(tmp_path / "no_real_train"), META_STEPS="1", META_BATCH="1",
              META_SYNTH_VIDEOS="2", META_SYNTH_FRAMES="12", JAX_PLATFORMS="cpu")
-  run = lambda: subprocess.run(["bash", str(REPO / "scripts" / "real_video.sh"), str(data),
-                                str(out)], env=env, capture_output=True, text=True, timeout=900)
-  r = run()
-  assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+  def run(out, **extra):
+    r = subprocess.run(["bash", str(REPO / "scripts" / "real_video.sh"), str(data), str(out)],
+                       env=dict(env, **extra), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+  # The recommended DuML-nano (closed-form online start): nothing trained.
+  out = tmp_path / "out"
+  r = run(out)
   rep = json.loads((out / "report.json").read_text())
   assert set(rep["trackers"]) == {"NanoTrack-cv2", "NanoTrack-JAX", "DuML-nano"}
   for t in rep["trackers"].values():
     assert set(t["sequences"]) == {"Crossing", "Freeman1"}
     assert 0. <= t["success_auc"] <= 1.
   assert "DuML-nano - NanoTrack-JAX" in r.stdout and "Crossing" in r.stdout
-  # The meta-trained online pieces are cached under OUT_DIR and reused.
-  assert (out / "meta" / "online_params.npz").is_file()
-  mtime = (out / "meta" / "online_params.npz").stat().st_mtime
-  r = run()
-  assert r.returncode == 0, r.stderr[-3000:]
-  assert "reusing" in r.stdout
-  assert (out / "meta" / "online_params.npz").stat().st_mtime == mtime
+  assert not (out / "meta").exists()
+  # Meta-trained online pieces: trained under OUT_DIR/meta, then reused on rerun.
+  out = tmp_path / "out_meta"
+  run(out, DUML_NANO_META="1")
+  params = out / "meta" / "online_params.npz"
+  assert params.is_file()
+  assert "--checkpoint" in json.loads((out / "report.json").read_text())["duml_nano_config"]
+  mtime = params.stat().st_mtime
+  r = run(out, DUML_NANO_META="1")
+  assert "reusing" in r.stdout and params.stat().st_mtime == mtime
