@@ -6,10 +6,13 @@ Per frame (pure jitted functions; `init` / `track`):
    `search_crop`, its config and OpenCV-compatible crop included):
    ``s_accurate = softmax(cls)[..., 1]`` on the 16x16 grid.
 2. Online scores ``raw = phi * x_online`` (16x16, the same grid: see
-   `duml_jax.models.duml_nano`), ``s_robust`` = raw min-max normalised to
-   [0, 1] (`tracker.normalise_online`, DROL's rule as in the DuML tracker).
+   `duml_jax.models.duml_nano`), ``s_robust`` = raw calibrated by
+   ``online_norm`` (`tracker.normalise_online`; default min-max to [0, 1],
+   DROL's rule as in the DuML tracker, chosen on real_val: docs/duml_nano.md).
 3. Fusion, paper Eq. 1: ``s = mu s_robust + (1 - mu) s_accurate``
-   (`duml.fuse_scores`).
+   (`duml.fuse_scores`), mu scaled by ``mu_scale_uncertain`` /
+   ``mu_scale_lost`` on frames the online flags call distractor / not found
+   (`tracker.fusion_weight`; 1 by default).
 4. NanoTrack's post-processing on ``s`` (`nanotrack_tracker.select`: scale /
    ratio penalty, cosine window, arg-max) over its decoded boxes; with
    ``score_voting`` the box is the score-voted box of paper Eq. 4-5
