@@ -111,6 +111,13 @@ def _tracking_config():
   t.score_voting = True            # Eq. 4-5
   t.voting_sigma = 0.0025
   t.voting_eps = 0.01
+  t.online_norm = "minmax"         # calibration of the online map before Eq. 1 (DROL's
+                                   # min-max; tracker.ONLINE_NORMS: clip, peak, none, affine)
+  t.online_scale = 1.0             # online_norm=affine: clip(scale * raw + offset, 0, 1)
+  t.online_offset = 0.0
+  t.mu_scale_uncertain = 1.0       # mu x this where the online map has a distractor
+  t.mu_scale_lost = 1.0            # mu x this where the online peak says "not found"
+  t.update_min_score = 0.0         # memory sample only if the fused score is >= this
   t.centre_from = "box"            # box (paper: regressed / voted) | score_peak (sub-cell peak
                                    # of the penalised score map; size still from the box head)
   t.context_amount = 0.5

@@ -6,10 +6,13 @@ Per frame (pure jitted functions; `init` / `track`):
    `search_crop`, its config and OpenCV-compatible crop included):
    ``s_accurate = softmax(cls)[..., 1]`` on the 16x16 grid.
 2. Online scores ``raw = phi * x_online`` (16x16, the same grid: see
-   `duml_jax.models.duml_nano`), ``s_robust`` = raw min-max normalised to
-   [0, 1] (`tracker.normalise_online`, DROL's rule as in the DuML tracker).
+   `duml_jax.models.duml_nano`), ``s_robust`` = raw calibrated by
+   ``online_norm`` (`tracker.normalise_online`; default min-max to [0, 1],
+   DROL's rule as in the DuML tracker, chosen on real_val: docs/duml_nano.md).
 3. Fusion, paper Eq. 1: ``s = mu s_robust + (1 - mu) s_accurate``
-   (`duml.fuse_scores`).
+   (`duml.fuse_scores`), mu scaled by ``mu_scale_uncertain`` /
+   ``mu_scale_lost`` on frames the online flags call distractor / not found
+   (`tracker.fusion_weight`; 1 by default).
 4. NanoTrack's post-processing on ``s`` (`nanotrack_tracker.select`: scale /
    ratio penalty, cosine window, arg-max) over its decoded boxes; with
    ``score_voting`` the box is the score-voted box of paper Eq. 4-5
@@ -62,7 +65,12 @@ def default_config():
   c.score_voting = True
   c.voting_sigma = 0.0025
   c.voting_eps = 0.01
-  c.online_norm = "minmax"
+  c.online_norm = "minmax"          # tracker.ONLINE_NORMS (docs/duml_nano.md: measured)
+  c.online_scale = 1.0              # online_norm='affine': clip(scale * raw + offset, 0, 1)
+  c.online_offset = 0.0
+  c.mu_scale_uncertain = 1.0        # mu x this on online-distractor frames
+  c.mu_scale_lost = 1.0             # mu x this on online-not-found frames
+  c.update_min_score = 0.0          # memory sample only if the fused score >= this
   c.memory_size = 50
   c.num_init_samples = 10
   c.init_iters = 10
@@ -106,9 +114,7 @@ def params(config, **overrides) -> NanoParams:
     raise KeyError(f"duml-nano tracker config: missing keys {missing}")
   if not 0. <= float(d["mu"]) <= 1.:
     raise ValueError(f"duml-nano tracker config: mu={d['mu']} outside [0, 1]")
-  if d["online_norm"] not in tracker_lib.ONLINE_NORMS:
-    raise ValueError(f"duml-nano tracker config: online_norm={d['online_norm']!r}; "
-                     f"allowed: {', '.join(tracker_lib.ONLINE_NORMS)}")
+  tracker_lib.check_schedule(d, "tracking")
   kw = {k: _TYPES.get(k, float)(d[k]) for k in names}
   frozen = nano if isinstance(nano, tuple) else ntt.freeze(nano)
   return NanoParams(nano=frozen, **kw)
@@ -166,11 +172,12 @@ def fused_scores(p: NanoParams, s_accurate, raw, mu):
   """Eq. 1 on NanoTrack's grid: (S, S) accurate, (S, S, 1) raw online -> (S, S).
 
   `p.mu` == 0 (static) returns `s_accurate` itself; otherwise the traced `mu`
-  weighs the branches.
+  weighs the branches, the online map calibrated by ``p.online_norm``
+  (`tracker.calibrate_online`).
   """
   if p.mu == 0.:
     return s_accurate
-  s_robust = tracker_lib.normalise_online(raw, p.online_norm)
+  s_robust = tracker_lib.calibrate_online(raw, p)
   return duml_lib.fuse_scores(s_robust, s_accurate[..., None], mu)[..., 0]
 
 
@@ -195,7 +202,12 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
                          method=dn.DuMLNano.offline_heads)
   x_online = model.apply(variables, x_feat, method=dn.DuMLNano.online_feats)
   raw = online_lib.online_scores(state.filter[None], x_online, None)[0]     # (S, S, 1)
-  score = fused_scores(p, ntt.foreground(cls[0]), raw, mu)
+  crop_scale = cfg.instance_size / s_x
+  target_wh = state.nano.size * crop_scale
+  # The online branch's own confidence (DiMP's flags) sets this frame's weight.
+  mu = tracker_lib.fusion_weight(mu, tracker_lib.localisation_flag(raw, target_wh, p), p)
+  s_accurate = ntt.foreground(cls[0])
+  score = fused_scores(p, s_accurate, raw, mu)
   best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z)
   flat = score.reshape(-1)
   if p.score_voting:
@@ -207,17 +219,21 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
   nano, box = ntt.move(cfg, state.nano, box_crop, lr, scale_z, frame.shape[:2])
 
   # Online branch: this frame's sample is the new box in this crop's pixels.
-  crop_scale = cfg.instance_size / s_x
   origin = ntt.crop_origin(cfg, state.nano.center, s_x)
   sample_box = jnp.concatenate([(nano.center - origin) * crop_scale, nano.size * crop_scale])
   frame_idx = state.frame + 1
   filt, mem, flag, iters = tracker_lib.online_update(
       model, variables, p, state.filter, state.memory, x_online[0], raw,
-      state.nano.size * crop_scale, sample_box, frame_idx)
+      target_wh, sample_box, frame_idx, flat[best])
   new = State(nano, filt, mem, frame_idx, state.num_updates + (iters > 0).astype(jnp.int32))
-  out = {"box": box, "score": flat[best], "flag": flag, "iters": iters}
+  # Diagnostics: which branch decides the (unpenalised) peak, the online confidence.
+  argmax = lambda m: jnp.argmax(m.reshape(-1)).astype(jnp.int32)
+  out = {"box": box, "score": flat[best], "flag": flag, "iters": iters,
+         "mu": jnp.asarray(mu if p.mu else 0., jnp.float32),
+         "online_peak": jnp.max(raw), "argmax_online": argmax(raw),
+         "argmax_offline": argmax(s_accurate), "argmax_fused": argmax(score)}
   if with_maps:   # static: `track_with_maps`
-    s_acc = ntt.foreground(cls[0])
+    s_acc = s_accurate
     w = (voting.vote_weights(boxes, flat, jnp.ones_like(flat), best, p.voting_sigma,
                              p.voting_eps)
          if p.score_voting else jax.nn.one_hot(best, flat.shape[0]))

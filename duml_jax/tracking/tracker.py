@@ -9,8 +9,11 @@ Per frame (paper Section 3.2-3.3 and Appendix A "Tracking Algorithm"):
    over the anchors (`duml_jax.models.duml.fuse_scores`), with
    ``s_accurate = sigmoid(offline logits)`` and ``s_robust`` the online score
    map min-max normalised to [0, 1] (``online_norm='minmax'``, the rule of
-   DROL, the authors' earlier OFC + online tracker, anchors.md 4; ``'clip'``
-   clips the raw scores to [0, 1] instead). Uni-modal forms use their one
+   DROL, the authors' earlier OFC + online tracker, anchors.md 4; ``'clip'``,
+   ``'peak'``, ``'none'`` and ``'affine'`` are the other calibrations of
+   `normalise_online`). mu is scaled by ``mu_scale_uncertain`` /
+   ``mu_scale_lost`` on frames the online flag (step 4) calls distractor /
+   not found (`fusion_weight`; 1 = the paper). Uni-modal forms use their one
    branch.
 3. SiamRPN++ post-processing (`postprocess`): penalty, Hann window, argmax,
    box decoded with the anchors, score voting (Eq. 4-5, `voting`) or the
@@ -71,7 +74,7 @@ DuML = duml_lib.DuML
 FLAG_NORMAL, FLAG_NOT_FOUND, FLAG_DISTRACTOR = 0, 1, 2
 FLAG_NAMES = ("normal", "not_found", "distractor")
 CENTRE_FROM = ("box", "score_peak")
-ONLINE_NORMS = ("minmax", "clip")   # `normalise_online`
+ONLINE_NORMS = ("minmax", "clip", "peak", "none", "affine")   # `normalise_online`
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -84,7 +87,17 @@ class OnlineSchedule:
   score_voting: bool
   voting_sigma: float
   voting_eps: float
-  online_norm: str = "minmax"   # minmax | clip
+  online_norm: str = "minmax"   # ONLINE_NORMS: calibration of the online map before Eq. 1
+  online_scale: float = 1.0     # 'affine' calibration: clip(scale * raw + offset, 0, 1)
+  online_offset: float = 0.0
+  # Confidence of the online branch (DiMP's flags on the raw map, `localisation_flag`):
+  # the fusion weight is mu x mu_scale_uncertain on distractor ("uncertain") frames and
+  # mu x mu_scale_lost on not-found frames (1.0: mu on every frame, the paper).
+  mu_scale_uncertain: float = 1.0
+  mu_scale_lost: float = 1.0
+  # A frame's sample enters the memory only if its fused score at the chosen box is at
+  # least this (0: every frame that is not judged lost, the paper).
+  update_min_score: float = 0.0
   memory_size: int
   num_init_samples: int
   init_iters: int
@@ -171,9 +184,7 @@ def tracking_params(config, benchmark: Optional[str] = None, **overrides) -> Tra
       raise ValueError(f"config.tracking.{f.name} is missing")
   if t:
     raise ValueError(f"config.tracking: unknown keys {sorted(t)}")
-  if kwargs.get("online_norm", "minmax") not in ONLINE_NORMS:
-    raise ValueError(f"tracking.online_norm={kwargs['online_norm']!r}; allowed: "
-                     f"{', '.join(ONLINE_NORMS)}")
+  check_schedule(kwargs, "tracking")
   if kwargs.get("centre_from", "box") not in CENTRE_FROM:
     raise ValueError(f"tracking.centre_from={kwargs['centre_from']!r}; allowed: "
                      f"{', '.join(CENTRE_FROM)}")
@@ -304,12 +315,56 @@ def init(model: DuML, variables, tcfg: TrackingParams, frame, box, image_size) -
       frame=jnp.zeros((), jnp.int32), num_updates=jnp.zeros((), jnp.int32))
 
 
-def normalise_online(raw, how: str):
-  """Online scores to [0, 1]: min-max over the map ('minmax') or clipped ('clip')."""
+def check_schedule(values, where: str):
+  """Clear errors for the fusion / confidence fields of `OnlineSchedule` in `values`
+  (a dict of config values; `where` names the config section in the message)."""
+  norm = values.get("online_norm", "minmax")
+  if norm not in ONLINE_NORMS:
+    raise ValueError(f"{where}.online_norm={norm!r}; allowed: {', '.join(ONLINE_NORMS)}")
+  for key in ("mu_scale_uncertain", "mu_scale_lost"):
+    v = float(values.get(key, 1.0))
+    if not 0. <= v <= 1.:
+      raise ValueError(f"{where}.{key}={v} outside [0, 1] (a factor on mu)")
+  if norm == "affine" and float(values.get("online_scale", 1.0)) <= 0.:
+    raise ValueError(f"{where}.online_scale={values.get('online_scale')} must be > 0 "
+                     "(online_norm='affine' would invert or flatten the online map)")
+
+
+def normalise_online(raw, how: str, scale: float = 1., offset: float = 0.):
+  """Calibration of the online scores before Eq. 1 (`ONLINE_NORMS`).
+
+  'minmax': (raw - min) / (max - min) over the map, DROL's rule: the peak is always 1,
+  however weak. 'clip': raw clipped to [0, 1]. 'peak': max(raw, 0) / max(raw): the
+  peak is 1 but the background keeps its level relative to it. 'none': raw as it is.
+  'affine': clip(scale * raw + offset, 0, 1), a fixed (or fitted) map of the raw
+  score onto the offline branch's probability scale.
+  """
   if how == "clip":
     return jnp.clip(raw, 0., 1.)
+  if how == "none":
+    return raw
+  if how == "affine":
+    return jnp.clip(scale * raw + offset, 0., 1.)
+  if how == "peak":
+    return jnp.maximum(raw, 0.) / jnp.maximum(jnp.max(raw), 1e-6)
+  if how != "minmax":
+    raise ValueError(f"online_norm={how!r}; allowed: {', '.join(ONLINE_NORMS)}")
   lo, hi = jnp.min(raw), jnp.max(raw)
   return (raw - lo) / jnp.maximum(hi - lo, 1e-6)
+
+
+def calibrate_online(raw, tcfg):
+  """`normalise_online` with the calibration fields of an `OnlineSchedule`."""
+  return normalise_online(raw, tcfg.online_norm, tcfg.online_scale, tcfg.online_offset)
+
+
+def fusion_weight(mu, flag, tcfg):
+  """mu of Eq. 1 on this frame: scaled down where the online branch is unsure of
+  itself (`localisation_flag` distractor -> mu_scale_uncertain, not found ->
+  mu_scale_lost)."""
+  scale = jnp.where(flag == FLAG_NOT_FOUND, tcfg.mu_scale_lost,
+                    jnp.where(flag == FLAG_DISTRACTOR, tcfg.mu_scale_uncertain, 1.))
+  return mu * scale
 
 
 def localisation_flag(raw, target_wh_crop, tcfg: TrackingParams):
@@ -334,8 +389,11 @@ def localise(model, tcfg, heads, raw_online, target_wh, with_maps: bool = False)
   box_map = heads["box"][0]                                   # (S, S, A_box, 5)
   s, a_box = box_map.shape[0], box_map.shape[2]
   s_acc = jax.nn.sigmoid(heads["score"][0]) if model.a_off else None
-  s_rob = None if raw_online is None else normalise_online(raw_online, tcfg.online_norm)
-  fused = jnp.broadcast_to(duml_lib.fuse_scores(s_rob, s_acc, tcfg.mu), (s, s, a_box))
+  s_rob = None if raw_online is None else calibrate_online(raw_online, tcfg)
+  mu = tcfg.mu
+  if s_rob is not None and s_acc is not None:
+    mu = fusion_weight(mu, localisation_flag(raw_online, target_wh, tcfg), tcfg)
+  fused = jnp.broadcast_to(duml_lib.fuse_scores(s_rob, s_acc, mu), (s, s, a_box))
   anchors = postprocess.anchor_offsets(s, tcfg.stride, tcfg.box_anchor_shapes)
   pred = postprocess.decode_boxes(box_map, anchors)
   window = postprocess.hann_window(s, a_box)
@@ -364,7 +422,7 @@ def localise(model, tcfg, heads, raw_online, target_wh, with_maps: bool = False)
   return box_crop, lr, flat_score[best]
 
 
-def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx):
+def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx, score=None):
   """Step 4 of the module docstring without the SD-GN steps: flag, memory update, steps due.
 
   Args:
@@ -375,13 +433,18 @@ def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx):
     raw: (S, S, A) raw online scores; target_wh: (2,) target size in crop pixels.
     sample_box: (4,) (cx, cy, w, h) of the new target box in this crop's pixels.
     frame_idx: () int32 frames tracked since init, this one included.
+    score: () fused score at the chosen box; below `update_min_score` the sample is
+      not stored (None: no gate).
   Returns:
     (memory, flag, iters): iters = SD-GN steps due on this frame (0: none).
   """
   flag = localisation_flag(raw, target_wh, tcfg)
   not_found, distractor = flag == FLAG_NOT_FOUND, flag == FLAG_DISTRACTOR
   rate = jnp.where(distractor, tcfg.distractor_lr, tcfg.update_lr)
-  mem = memory_lib.add(mem, x_online, sample_box, rate, ~not_found,
+  keep = ~not_found
+  if score is not None and tcfg.update_min_score > 0.:
+    keep = keep & (score >= tcfg.update_min_score)
+  mem = memory_lib.add(mem, x_online, sample_box, rate, keep,
                        first_frame_samples(tcfg), tcfg.init_samples_min_weight)
   scheduled = (frame_idx % tcfg.update_every) == 0
   iters = jnp.where(not_found, 0, jnp.where(
@@ -401,9 +464,10 @@ def refine(model, variables, tcfg, filt, mem, iters):
 
 
 def online_update(model, variables, tcfg, filt, mem, x_online, raw, target_wh, sample_box,
-                  frame_idx):
+                  frame_idx, score=None):
   """`online_record` then `refine`: returns (filter, memory, flag, iters)."""
-  mem, flag, iters = online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx)
+  mem, flag, iters = online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx,
+                                   score)
   return refine(model, variables, tcfg, filt, mem, iters), mem, flag, iters
 
 
@@ -472,7 +536,7 @@ def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fr
     half = tcfg.search_size / 2.
     sample_box = jnp.concatenate([half + (centre - state.centre) * scale_z, size * scale_z])
     mem, flag, iters = online_record(tcfg, mem, xf["online"][0], raw, target_wh, sample_box,
-                                     frame_idx)
+                                     frame_idx, score)
   new_state = state.replace(centre=centre, size=size, filter=filt, memory=mem,
                             frame=frame_idx,
                             num_updates=state.num_updates + (iters > 0).astype(jnp.int32))

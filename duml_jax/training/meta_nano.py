@@ -235,6 +235,14 @@ def main(argv=None):
   ap.add_argument("--batch_size", type=int, default=None)
   ap.add_argument("--no_real_train", action="store_true",
                   help="synthetic videos only (ignore ../shared/data/real_train)")
+  ap.add_argument("--real_train", default=None,
+                  help="OTB-layout folder of real training clips (default: config.real_train, "
+                       "../shared/data/real_train beside the repository)")
+  ap.add_argument("--weights", default=None, help="NanoTrack weights (default: config.weights)")
+  ap.add_argument("--synthetic_videos", type=int, default=None,
+                  help="generated synthetic videos (default: config.data.synthetic.num_videos)")
+  ap.add_argument("--synthetic_frames", type=int, default=None,
+                  help="frames per synthetic video (default: config.data.synthetic.num_frames)")
   args = ap.parse_args(argv)
   logging.set_verbosity(logging.INFO)
   config = get_config()
@@ -242,8 +250,16 @@ def main(argv=None):
     config.steps = args.steps
   if args.batch_size is not None:
     config.batch_size = args.batch_size
+  if args.real_train is not None:
+    config.real_train = args.real_train
+  if args.weights is not None:
+    config.weights = args.weights
   if args.no_real_train:
     config.real_train = ""
+  if args.synthetic_videos is not None:
+    config.data.synthetic.num_videos = args.synthetic_videos
+  if args.synthetic_frames is not None:
+    config.data.synthetic.num_frames = args.synthetic_frames
   _, log = train(config, args.workdir)
   print(json.dumps(log[-1]))
 

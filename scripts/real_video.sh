@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The real-video comparison on any OTB-layout folder (<seq>/img/*.jpg, <seq>/groundtruth_rect.txt):
+# cv2.TrackerNano, NanoTrack-JAX and the recommended DuML-nano through evaluate.py, one table
+# (AUC, precision, per-sequence AUC, paired bootstrap vs NanoTrack-JAX) and OUT_DIR/report.json
+# with the entries NanoTrack-cv2, NanoTrack-JAX, DuML-nano.
+#
+#   bash scripts/real_video.sh DATASET_DIR OUT_DIR
+#
+# Installs a .venv from requirements.txt (as scripts/main_job.sh) unless DUML_PYTHON names the
+# python to use. What DuML-nano needs trained (its online pieces, meta_nano, NanoTrack frozen)
+# is trained into OUT_DIR/meta and reused on rerun. Environment:
+#   DUML_PYTHON      python to run with (no venv is made)
+#   NANO_WEIGHTS     NanoTrack weights folder (default ../shared/weights/nanotrack)
+#   REAL_TRAIN       real training clips for meta_nano (default ../shared/data/real_train)
+#   DUML_NANO_META   1: DuML-nano with meta-trained online pieces (trained here, cached);
+#                    0 (default, the recommendation measured on real_val, docs/duml_nano.md):
+#                    their closed-form start, nothing to train
+#   META_STEPS       meta-training steps (default: meta_nano's recipe); META_BATCH its batch
+#   META_SYNTH_VIDEOS, META_SYNTH_FRAMES  size of the generated synthetic videos
+set -euo pipefail
+if [ $# -ne 2 ]; then
+  echo "usage: bash scripts/real_video.sh DATASET_DIR OUT_DIR" >&2
+  exit 2
+fi
+[ -d "$1" ] || { echo "real_video.sh: DATASET_DIR $1 is not a folder" >&2; exit 2; }
+DATA=$(cd "$1" && pwd)
+mkdir -p "$2"
+OUT=$(cd "$2" && pwd)
+cd "$(dirname "$0")/.."
+if [ -n "${DUML_PYTHON:-}" ]; then
+  PY=$DUML_PYTHON
+else
+  if [ ! -x .venv/bin/python ]; then
+    "${PYTHON:-python3}" -m venv .venv
+  fi
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  PY=.venv/bin/python
+fi
+WEIGHTS=${NANO_WEIGHTS:-../shared/weights/nanotrack}
+[ -d "$WEIGHTS" ] || [ -f "$WEIGHTS" ] || {
+  echo "real_video.sh: NanoTrack weights not found at $WEIGHTS (set NANO_WEIGHTS; docs/duml_nano.md)" >&2
+  exit 2; }
+WEIGHTS=$(cd "$(dirname "$WEIGHTS")" && pwd)/$(basename "$WEIGHTS")
+REAL_TRAIN=${REAL_TRAIN:-../shared/data/real_train}
+export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu}
+
+# The recommended DuML-nano (docs/duml_nano.md, chosen on ../shared/data/real_val).
+DUML_NANO="duml_nano,weights=$WEIGHTS"
+META="$OUT/meta"
+
+# 1. Meta-train the online pieces (cached: skipped when OUT_DIR/meta holds a finished run).
+CKPT=()
+if [ "${DUML_NANO_META:-0}" = "0" ]; then
+  echo "== DuML-nano's online pieces start from their closed form: nothing to train"
+elif [ ! -f "$META/meta_nano.json" ]; then
+  ARGS=(--workdir="$META" --weights="$WEIGHTS")
+  if [ -d "$REAL_TRAIN" ]; then ARGS+=(--real_train="$(cd "$REAL_TRAIN" && pwd)"); else ARGS+=(--no_real_train); fi
+  [ -n "${META_STEPS:-}" ] && ARGS+=(--steps="$META_STEPS")
+  [ -n "${META_BATCH:-}" ] && ARGS+=(--batch_size="$META_BATCH")
+  [ -n "${META_SYNTH_VIDEOS:-}" ] && ARGS+=(--synthetic_videos="$META_SYNTH_VIDEOS")
+  [ -n "${META_SYNTH_FRAMES:-}" ] && ARGS+=(--synthetic_frames="$META_SYNTH_FRAMES")
+  echo "== meta-training DuML-nano's online pieces into $META"
+  "$PY" -m duml_jax.training.meta_nano "${ARGS[@]}"
+  CKPT=(--checkpoint="$META")
+else
+  echo "== reusing $META (delete it to retrain)"
+  CKPT=(--checkpoint="$META")
+fi
+
+# 2. The three trackers through evaluate.py, one results folder.
+RES="$OUT/results"
+EVAL=(--benchmark=otb --dataset_dir="$DATA" --output_dir="$RES")
+echo "== NanoTrack-JAX and cv2.TrackerNano"
+"$PY" evaluate.py --config="configs/duml_nano.py:nanotrack,weights=$WEIGHTS" "${EVAL[@]}" \
+  --tracker_name=NanoTrack-JAX --baselines=cv2_nano
+echo "== DuML-nano ($DUML_NANO ${CKPT[*]:-})"
+"$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO" ${CKPT[@]+"${CKPT[@]}"} "${EVAL[@]}" \
+  --tracker_name=DuML-nano
+"$PY" evaluate.py "${EVAL[@]}" --score_only --trackers=NanoTrack-cv2-v2,NanoTrack-JAX,DuML-nano
+
+# 3. One table and OUT_DIR/report.json.
+"$PY" -m duml_jax.evaluation.real_video --results="$RES" --out_dir="$OUT" \
+  --duml_nano_config="configs/duml_nano.py:$DUML_NANO ${CKPT[*]:-}"

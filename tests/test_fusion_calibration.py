@@ -1,0 +1,165 @@
+"""Fusion (paper Eq. 1) and the calibration of the online map, on maps built by hand.
+
+The fused map and the tracked box must move with mu and respond to the
+calibration choice (`tracking.online_norm`), for DuML-nano (NanoTrack's grid
+and post-processing) and DuML's own tracker (`tracker.localise`).
+"""
+import types
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import duml as duml_config
+from duml_jax.tracking import duml_nano_tracker as dnt
+from duml_jax.tracking import nanotrack_tracker as ntt
+from duml_jax.tracking import tracker
+
+S = 16
+OFF, ON = (8, 7), (8, 10)      # offline and online peaks (row, col), 3 cells apart
+
+
+def _maps():
+  """NanoTrack-like saturated softmax (a plateau over the target) and a weak online map."""
+  s_acc = np.full((S, S), 0.02, np.float32)
+  s_acc[8, 6:12] = 0.9
+  s_acc[OFF] = 0.97
+  raw = np.full((S, S, 1), 0.05, np.float32)
+  raw[8, 6:12, 0] = 0.2
+  raw[ON + (0,)] = 0.3
+  return jnp.asarray(s_acc), jnp.asarray(raw)
+
+
+def test_calibrations_by_hand():
+  raw = jnp.asarray([[-0.2], [0.1], [0.3], [1.4]])
+  n = lambda how, **kw: np.asarray(tracker.normalise_online(raw, how, **kw))[:, 0]
+  np.testing.assert_allclose(n("minmax"), [0., 0.3 / 1.6, 0.5 / 1.6, 1.], rtol=1e-6)
+  np.testing.assert_allclose(n("clip"), [0., 0.1, 0.3, 1.], rtol=1e-6)
+  np.testing.assert_allclose(n("peak"), [0., 0.1 / 1.4, 0.3 / 1.4, 1.], rtol=1e-6)
+  np.testing.assert_allclose(n("none"), [-0.2, 0.1, 0.3, 1.4], rtol=1e-6)
+  np.testing.assert_allclose(n("affine", scale=2., offset=-0.1), [0., 0.1, 0.5, 1.],
+                             rtol=1e-6)
+  with pytest.raises(ValueError, match="online_norm='bogus'"):
+    tracker.normalise_online(raw, "bogus")
+
+
+def test_unknown_calibration_names_the_key():
+  with pytest.raises(ValueError, match="tracking.online_norm='softmax'"):
+    dnt.params(dnt.default_config(), online_norm="softmax")
+  with pytest.raises(ValueError, match="tracking.mu_scale_lost"):
+    dnt.params(dnt.default_config(), mu_scale_lost=2.)
+  with pytest.raises(ValueError, match="online_scale"):
+    dnt.params(dnt.default_config(), online_norm="affine", online_scale=0.)
+  c = duml_config.get_config("paper")
+  with pytest.raises(ValueError, match="tracking.online_norm='minmx'"):
+    tracker.tracking_params(c, online_norm="minmx")
+  # Every calibration key is a config key of both trackers (--config.tracking.KEY=...).
+  for key in ("online_norm", "online_scale", "online_offset", "mu_scale_uncertain",
+              "mu_scale_lost", "update_min_score"):
+    assert key in c.tracking and key in dnt.default_config(), key
+
+
+def _argmax(m):
+  return tuple(int(i) for i in np.unravel_index(int(jnp.argmax(m)), m.shape[:2]))
+
+
+def _switch_mu(how):
+  """Smallest mu (grid of 0.01) at which the online peak wins the fused arg-max."""
+  s_acc, raw = _maps()
+  p = dnt.params(dnt.default_config(), online_norm=how)
+  for mu in np.arange(0.01, 1.001, 0.01):
+    if _argmax(dnt.fused_scores(p, s_acc, raw, jnp.float32(mu))) == ON:
+      return float(mu)
+  return None
+
+
+def test_fused_map_moves_with_mu_and_the_calibration():
+  s_acc, raw = _maps()
+  p = dnt.params(dnt.default_config(), mu=0.5)
+  fused = {mu: np.asarray(dnt.fused_scores(p, s_acc, raw, jnp.float32(mu)))
+           for mu in (0.1, 0.5, 0.9)}
+  # Eq. 1 cell by cell with the min-max online map.
+  rob = (np.asarray(raw)[..., 0] - 0.05) / 0.25
+  for mu, f in fused.items():
+    np.testing.assert_allclose(f, mu * rob + (1 - mu) * np.asarray(s_acc), atol=1e-6)
+  assert _argmax(dnt.fused_scores(p, s_acc, raw, jnp.float32(0.01))) == OFF
+  assert _argmax(fused[0.9]) == ON
+  # Min-max lifts a weak online peak to 1: the online branch decides the arg-max
+  # from a small mu on (the issue's "switch"); unscaled raw scores need a larger mu.
+  switch = {how: _switch_mu(how) for how in ("minmax", "peak", "clip", "none")}
+  # By hand: the online peak wins once mu r_on + (1 - mu) 0.9 > mu r_off + (1 - mu) 0.97,
+  # i.e. mu > 0.07 / (0.07 + r_on - r_off) with (r_on, r_off) the calibrated online scores
+  # at the two peaks: min-max (1, 0.6), peak (1, 2/3), clip and none (0.3, 0.2).
+  want = {"minmax": 0.07 / 0.47, "peak": 0.07 / (0.07 + 1 / 3), "clip": 0.07 / 0.17,
+          "none": 0.07 / 0.17}
+  for how, w in want.items():
+    assert switch[how] == pytest.approx(np.ceil(w * 100) / 100, abs=1e-6), (how, switch)
+  assert switch["minmax"] < switch["peak"] < switch["clip"]
+
+
+def test_tracked_box_moves_with_mu():
+  # NanoTrack's post-processing on the fused map: every cell decodes to a 32x32 box at
+  # its own point, the target 32x32 at the centre (no scale / ratio penalty), no cosine
+  # window (it would favour the offline peak, nearer the centre). Online map x 2: min-max
+  # is unchanged (switch at mu 0.15), clip gives (0.6, 0.4) at the peaks: switch at 0.26.
+  s_acc, raw = _maps()
+  raw = 2. * raw
+  nano_cfg = ntt.default_config()
+  nano_cfg.window_influence = 0.
+  cfg = ntt.freeze(nano_cfg)
+  loc = jnp.full((S, S, 4), 16., jnp.float32)
+  state = ntt.NanoState(z_feat=jnp.zeros((1, 8, 8, 48)), center=jnp.asarray([300., 200.]),
+                        size=jnp.asarray([32., 32.]), mean=jnp.zeros(3))
+  xs = []
+  for how in ("minmax", "clip"):
+    p = dnt.params(dnt.default_config(), online_norm=how)
+    row = []
+    for mu in (0., 0.2, 0.5, 1.):
+      score = dnt.fused_scores(p, s_acc, raw, jnp.float32(mu))
+      best, _, boxes = ntt.select(cfg, score, loc, state, jnp.float32(1.))
+      row.append(float(boxes[best, 0]))
+    xs.append(row)
+  minmax, clip = xs
+  step = cfg.total_stride
+  off, on = (OFF[1] - S // 2) * step, (ON[1] - S // 2) * step
+  assert minmax == [off, on, on, on]     # min-max: the online peak from mu 0.2 on
+  assert clip == [off, off, on, on]      # clip: NanoTrack's peak still at mu 0.2
+
+
+def test_confidence_scales_mu():
+  p = dnt.params(dnt.default_config(), mu_scale_uncertain=0.5, mu_scale_lost=0.)
+  flags = jnp.asarray([tracker.FLAG_NORMAL, tracker.FLAG_DISTRACTOR, tracker.FLAG_NOT_FOUND])
+  np.testing.assert_allclose(tracker.fusion_weight(0.8, flags, p), [0.8, 0.4, 0.], atol=1e-7)
+
+
+def test_duml_localise_moves_with_mu_and_calibration():
+  # DuML's tracker: 25x25 grid (stride 8), 5 anchors; offline peak and online peak
+  # on the centre row, the box head decoding every anchor to itself, no cosine window.
+  # The online peak wins above mu 0.105 with min-max, 0.318 with clip (by hand, as above).
+  c = duml_config.get_config("paper")
+  model = types.SimpleNamespace(a_off=1)
+  s = 25
+  logits = np.full((s, s, 5), -4., np.float32)
+  logits[12, 11:15] = 2.5
+  logits[12, 12] = 3.5
+  raw = np.full((s, s, 1), 0.05, np.float32)
+  raw[12, 11:15, 0] = 0.2
+  raw[12, 14, 0] = 0.3
+  heads = {"score": jnp.asarray(logits)[None], "box": jnp.zeros((1, s, s, 5, 5))}
+  target = jnp.asarray([64., 64.])
+
+  def centre_x(mu, how):
+    p = tracker.tracking_params(c, mu=mu, online_norm=how, score_voting=False,
+                                window_influence=0.)
+    box, _, _ = tracker.localise(model, p, heads, jnp.asarray(raw), target)
+    return float(box[0])
+  assert centre_x(0., "minmax") == 0.          # offline peak at the centre cell
+  assert centre_x(1., "minmax") == centre_x(1., "clip") == 16.   # online peak, 2 cells right
+  assert centre_x(0.2, "minmax") == 16.        # min-max: the online peak already wins
+  assert centre_x(0.2, "clip") == 0.
+  # Lowering mu where the online map has a distractor: a second online peak far away.
+  raw[3, 3, 0] = 0.29
+  p = tracker.tracking_params(c, mu=0.2, online_norm="minmax", score_voting=False,
+                              window_influence=0., mu_scale_uncertain=0.)
+  box, _, _ = tracker.localise(model, p, heads, jnp.asarray(raw), target)
+  assert float(box[0]) == 0.

@@ -1,0 +1,83 @@
+"""scripts/real_video.sh end to end on 2 real sequences x 20 frames, and its summary."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from duml_jax.evaluation import real_video
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FRAMES = 20     # the issue's CI size: 2 sequences x 20 frames
+
+
+def _entry(aucs):
+  return {"success_auc": sum(aucs.values()) / len(aucs), "precision": 0.5,
+          "sequences": {s: {"success_auc": v, "precision": 0.5} for s, v in aucs.items()}}
+
+
+def test_summary_names_and_paired_difference():
+  rep = {"benchmark": "OTB", "trackers": {
+      "NanoTrack-cv2-v2": _entry({"a": 0.5, "b": 0.6}),
+      "NanoTrack-JAX": _entry({"a": 0.5, "b": 0.6}),
+      "DuML-nano": _entry({"a": 0.6, "b": 0.55})}}
+  s = real_video.summarise(rep)
+  assert list(s["trackers"]) == ["NanoTrack-cv2", "NanoTrack-JAX", "DuML-nano"]
+  p = s["duml_nano_vs_nanotrack_jax"]
+  assert p["differences"] == pytest.approx({"a": 0.1, "b": -0.05})
+  assert p["worst_sequence"] == "b"
+  text = real_video.table(s)
+  assert "+10.0" in text and "-5.0" in text and "DuML-nano - NanoTrack-JAX" in text
+  del rep["trackers"]["DuML-nano"]
+  with pytest.raises(KeyError, match="DuML-nano"):
+    real_video.summarise(rep)
+
+
+def _subset(src, dst, names):
+  for name in names:
+    (dst / name / "img").mkdir(parents=True)
+    frames = sorted((src / name / "img").iterdir())[:FRAMES]
+    for f in frames:
+      shutil.copy(f, dst / name / "img" / f.name)
+    rows = (src / name / "groundtruth_rect.txt").read_text().splitlines()[:FRAMES]
+    (dst / name / "groundtruth_rect.txt").write_text("\n".join(rows) + "\n")
+
+
+def test_real_video_script_end_to_end(otb_sample, shared_dir, tmp_path):
+  weights = shared_dir / "weights" / "nanotrack"
+  if not weights.is_dir():
+    pytest.skip(f"{weights} not found: the NanoTrack weights are unavailable")
+  data = tmp_path / "data"
+  _subset(otb_sample, data, ["Crossing", "Freeman1"])
+  env = dict(os.environ, DUML_PYTHON=sys.executable, NANO_WEIGHTS=str(weights),
+             REAL_TRAIN=str(tmp_path / "no_real_train"), META_STEPS="1", META_BATCH="1",
+             META_SYNTH_VIDEOS="2", META_SYNTH_FRAMES="12", JAX_PLATFORMS="cpu")
+
+  def run(out, **extra):
+    r = subprocess.run(["bash", str(REPO / "scripts" / "real_video.sh"), str(data), str(out)],
+                       env=dict(env, **extra), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r
+
+  # The recommended DuML-nano (closed-form online start): nothing trained.
+  out = tmp_path / "out"
+  r = run(out)
+  rep = json.loads((out / "report.json").read_text())
+  assert set(rep["trackers"]) == {"NanoTrack-cv2", "NanoTrack-JAX", "DuML-nano"}
+  for t in rep["trackers"].values():
+    assert set(t["sequences"]) == {"Crossing", "Freeman1"}
+    assert 0. <= t["success_auc"] <= 1.
+  assert "DuML-nano - NanoTrack-JAX" in r.stdout and "Crossing" in r.stdout
+  assert not (out / "meta").exists()
+  # Meta-trained online pieces: trained under OUT_DIR/meta, then reused on rerun.
+  out = tmp_path / "out_meta"
+  run(out, DUML_NANO_META="1")
+  params = out / "meta" / "online_params.npz"
+  assert params.is_file()
+  assert "--checkpoint" in json.loads((out / "report.json").read_text())["duml_nano_config"]
+  mtime = params.stat().st_mtime
+  r = run(out, DUML_NANO_META="1")
+  assert "reusing" in r.stdout and params.stat().st_mtime == mtime
