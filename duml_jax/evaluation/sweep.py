@@ -312,7 +312,6 @@ class _Progress:
 class _Slot:
   seq: object
   lanes: list      # per setting: [generator, pending request] or None (done / not run)
-  results: dict    # setting -> the generator's return value
 
 
 def _protocol_job(fmt, seq, skip_initialize):
@@ -366,7 +365,7 @@ def _run_chunk(model, variables, static, traced, tracker_dirs, sequences, fmt, *
         if not writers.is_done(fmt, d, seq.name):
           gen = _protocol_job(fmt, seq, skip_initialize)
           lanes[k] = [gen, next(gen)]
-      slots[j] = _Slot(seq, lanes, {})
+      slots[j] = _Slot(seq, lanes)
       return
 
   for j in range(ns):
@@ -432,7 +431,6 @@ def _run_chunk(model, variables, static, traced, tracker_dirs, sequences, fmt, *
                 out_boxes[j, k].copy(), float(out_scores[j, k]), float(seconds[j, k]),
                 (frames[j].shape[1], frames[j].shape[0])))
           except StopIteration as stop:
-            s.results[k] = stop.value
             s.lanes[k] = None
             _write_result(fmt, tracker_dirs[k], s.seq, stop.value)
             progress.step(pairs=1)
