@@ -1,4 +1,5 @@
 """Tracking hyper-parameter search on the synthetic validation split."""
+import json
 import os
 
 import ml_collections
@@ -69,28 +70,36 @@ def test_importable_next_to_the_ablation_module():
   importlib.reload(tune)
 
 
-def test_tune_resumes_and_tabulates_grids_of_different_keys(tmp_path, monkeypatch):
-  # The evaluation itself is faked (tested elsewhere): AUC is a function of the values, and
-  # every call is recorded, so a resumed run must not repeat a finished combination.
+def test_tune_is_a_sweep_and_tabulates_grids_of_different_keys(tmp_path, monkeypatch):
+  # The sweep itself is faked (its resume and results are tested in test_sweep): AUC is a
+  # function of the values, and every call is recorded.
   calls = []
 
-  def fake_evaluate(c, variables, benchmark, folder, run_dir, **kw):
-    t = c.tracking
-    calls.append((t.window_influence, t.centre_from, os.path.basename(run_dir)))
-    auc = 0.5 - t.window_influence + (0.1 if t.centre_from == "score_peak" else 0.)
-    return {"trackers": {"tuned": {"success_auc": auc}}}
+  def fake_sweep(c, variables, benchmark, folder, out_dir, settings, **kw):
+    calls.append((benchmark, out_dir, list(settings)))
+    entries = []
+    for values in settings:
+      t = tune.with_tracking(c, values).tracking
+      auc = 0.5 - t.window_influence + (0.1 if t.centre_from == "score_peak" else 0.)
+      entries.append({"values": values, "success_auc": auc})
+    return {"settings": entries}
 
-  monkeypatch.setattr(tune.evaluate_lib, "evaluate_model", fake_evaluate)
+  monkeypatch.setattr(tune.sweep_lib, "run_sweep", fake_sweep)
   monkeypatch.setattr(tune, "validation_dir", lambda *a, **k: str(tmp_path / "val"))
   c = duml_configs.get_config("tiny")
   out = str(tmp_path / "tune")
   tune.tune(c, None, tune.parse_grid("window_influence=0.1,0.3"), out)
   done = tune.tune(c, None, tune.parse_grid("window_influence=0.1;centre_from=box,score_peak"),
                    out)
-  assert [(w, cf) for w, cf, _ in calls] == [(0.1, "box"), (0.3, "box"), (0.1, "box"),
-                                             (0.1, "score_peak")]
-  assert calls[-1][2] == "centre_fromscore_peak_window_influence0.1"
+  assert calls == [("otb", out, [{"window_influence": 0.1}, {"window_influence": 0.3}]),
+                   ("otb", out, [{"centre_from": "box", "window_influence": 0.1},
+                                 {"centre_from": "score_peak", "window_influence": 0.1}])]
   assert [e["success_auc"] for e in done] == pytest.approx([0.5, 0.4, 0.4, 0.2])
   table = open(os.path.join(out, "tune.md")).read().splitlines()
   assert table[0] == "| centre_from | window_influence | validation AUC |"
   assert table[2] == "| score_peak | 0.1 | 0.500 |" and table[-1] == "| - | 0.3 | 0.200 |"
+  assert len(json.load(open(os.path.join(out, "tune.json")))) == 4
+  # A wrong key fails before anything is tracked.
+  with pytest.raises(KeyError, match="--grid key"):
+    tune.tune(c, None, tune.parse_grid("window_influense=0.1"), out)
+  assert len(calls) == 2

@@ -98,3 +98,24 @@ def save_plots(report, out_dir):
                       title=f"Expected overlap curves on {bench}",
                       xlabel="Sequence length (frames)",
                       ylabel="Expected average overlap")]
+
+
+def plot_cumulative(a_values, r_values, path, *, names=("accuracy", "robustness"), title=""):
+  """Paper Fig. 7: per-setting values (dots) and their cumulative mean (line) as settings are
+  added, for two metrics side by side (A left, R right); returns `path`."""
+  fig = Figure(figsize=(10, 4))
+  FigureCanvasAgg(fig)
+  for col, (values, name) in enumerate(zip((a_values, r_values), names)):
+    v = np.asarray(values, np.float64)
+    n = np.arange(1, len(v) + 1)
+    ax = fig.add_subplot(1, 2, col + 1)
+    ax.plot(n, v, ".", color="0.7", markersize=4, label="each setting")
+    ax.plot(n, np.cumsum(v) / n, "-", linewidth=1.8, label=f"cumulative mean [{v.mean():.3f}]")
+    ax.set(xlabel="Number of hyper-parameter settings", ylabel=name, xlim=(1, max(len(v), 2)))
+    ax.grid(True, alpha=0.4)
+    ax.legend(fontsize=8)
+  if title:
+    fig.suptitle(title)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=150, bbox_inches="tight")
+  return path

@@ -9,56 +9,28 @@ reported numbers use. Usage:
   python -m duml_jax.experiments.tune --workdir=WORKDIR \
       --grid='window_influence=0.2,0.3,0.42;penalty_k=0.05,0.15'
 
-writes ``WORKDIR/tune/tune.json`` (one entry per combination, written
-atomically after each, so a killed run resumes) and ``tune.md`` (sorted by
-success AUC), and prints the best combination as ``--config.tracking.KEY=V``
-flags. Every combination compiles its own tracker (the parameters are static).
+runs every combination in one `duml_jax.evaluation.sweep` pass (the traced
+parameters share one compiled tracker; the sweep's folder ``WORKDIR/tune/runs``
+keeps each finished combination, so a killed or later run with another grid
+resumes), writes ``WORKDIR/tune/tune.json`` (one entry per combination ever
+run there) and ``tune.md`` (sorted by success AUC), and prints the best
+combination as ``--config.tracking.KEY=V`` flags.
 """
-import itertools
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from duml_jax.data import synthetic
 from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import sweep as sweep_lib
 from duml_jax.evaluation import writers
 
 BENCHMARK = "otb"    # the one-pass protocol the held-out synthetic sets use
-
-
-def _value(text: str):
-  try:
-    return float(text)
-  except ValueError:
-    return text                 # a word (e.g. centre_from=score_peak); typed by with_tracking
-
-
-def parse_grid(text: str) -> Dict[str, List]:
-  """'a=1,2;b=0.5;c=x' -> {'a': [1.0, 2.0], 'b': [0.5], 'c': ['x']} (keys of config.tracking).
-
-  Numbers become floats, anything else stays a word; `with_tracking` casts each value to
-  its key's type and refuses one that is not (e.g. a word for a numeric key)."""
-  grid = {}
-  for part in filter(None, (p.strip() for p in text.split(";"))):
-    if "=" not in part:
-      raise ValueError(f"--grid entry {part!r}: expected KEY=V1,V2,...")
-    key, values = part.split("=", 1)
-    key = key.strip()
-    grid[key] = [_value(v.strip()) for v in values.split(",") if v.strip()]
-    if not grid[key]:
-      raise ValueError(f"--grid entry {part!r}: no value")
-  if not grid:
-    raise ValueError("--grid is empty")
-  return grid
-
-
-def combinations(grid: Dict[str, Sequence[float]]) -> List[Dict[str, float]]:
-  keys = sorted(grid)
-  return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+parse_grid = sweep_lib.parse_grid
+combinations = sweep_lib.combinations
 
 
 def check_untouched(config):
@@ -101,22 +73,18 @@ def tune(config, variables, grid, out_dir, num_sequences=8, num_frames=100,
   """Runs every combination of `grid` on the validation split; returns the sorted entries."""
   check_untouched(config)
   folder = validation_dir(config, out_dir, num_sequences, num_frames)
+  combos = combinations(grid)
+  for values in combos:
+    with_tracking(config, values)          # a wrong key or value fails before tracking
+  summary = sweep_lib.run_sweep(config, variables, BENCHMARK, folder, out_dir, combos,
+                                batch_sequences=batch_sequences, plot=False)
   path = os.path.join(out_dir, "tune.json")
   done = json.load(open(path)) if os.path.exists(path) else []
-  seen = {_key(e["values"]) for e in done}
-  combos = combinations(grid)
-  for i, values in enumerate(combos):
-    if _key(values) in seen:
-      continue
-    c = with_tracking(config, values)
-    run_dir = os.path.join(out_dir, "runs", "_".join(f"{k}{_fmt(v)}" for k, v in values.items()))
-    report = evaluate_lib.evaluate_model(c, variables, BENCHMARK, folder, run_dir,
-                                         batch_sequences=batch_sequences, name="tuned",
-                                         plot=False)
-    auc = float(report["trackers"]["tuned"]["success_auc"])
-    done.append({"values": values, "success_auc": auc})
-    writers.atomic_write_text(path, json.dumps(done, indent=1))
-    logging.info("tune: %d/%d %s -> AUC %.3f", i + 1, len(combos), values, auc)
+  index = {_key(e["values"]): e for e in done}
+  for e in summary["settings"]:
+    index[_key(e["values"])] = {"values": e["values"], "success_auc": e["success_auc"]}
+  done = list(index.values())
+  writers.atomic_write_text(path, json.dumps(done, indent=1))
   done.sort(key=lambda e: -e["success_auc"])
   # Entries of earlier grids resumed from tune.json may lack keys: '-' is the config's value.
   keys = sorted(set(grid).union(*(e["values"] for e in done)))
