@@ -349,16 +349,32 @@ def _pending(fmt, tracker_dir, sequences, vot_repetitions=1):
 
 
 def vot_ground_truth(seq):
-  """Ground-truth regions of a VOT sequence: polygons, else boxes (0-based)."""
-  return np.asarray(seq.polygons if seq.polygons is not None else seq.boxes,
-                    np.float64)
+  """Ground-truth regions of a VOT sequence (0-based), one array per frame.
+
+  Polygons, else boxes; rows the file gave as 4 numbers (the loader marks
+  them in ``attributes["rectangle_rows"]``) stay rectangles, since vot-toolkit
+  rasterises a rectangle one pixel narrower than its corner polygon and
+  initialises the tracker with the rectangle itself.
+  """
+  boxes = np.asarray(seq.boxes, np.float64)
+  if seq.polygons is None:
+    return list(boxes)
+  rects = seq.attributes.get("rectangle_rows")
+  if rects is None:
+    rects = np.zeros(len(boxes), bool)
+  return [b if r else p for b, p, r in zip(
+      boxes, np.asarray(seq.polygons, np.float64), rects)]
+
+
+def _file_regions(regions, one_based):
+  return [writers.to_file_coords(g, one_based) for g in regions]
 
 
 def _vot_job(seq, runs, skip):
   """Supervised protocol; returns ([trajectory per run], times (N, runs))."""
   n = len(seq)
   gt = vot_ground_truth(seq)
-  gt_file = writers.to_file_coords(gt, seq.one_based)
+  gt_file = _file_regions(gt, seq.one_based)
   trajectories, all_times = [], np.zeros((n, runs))
   for r in range(runs):
     traj = [metrics.VOT_SKIPPED] * n
@@ -536,7 +552,7 @@ def score_vot(sequences, tracker_dir, benchmark="VOT2018", burnin=10):
     runs = [[e if np.isscalar(e) else writers.to_file_coords(e, s.one_based)
              for e in traj] for traj in runs]
     stats[s.name] = metrics.vot_sequence_stats(
-        runs, writers.to_file_coords(vot_ground_truth(s), s.one_based),
+        runs, _file_regions(vot_ground_truth(s), s.one_based),
         bounds=image_size(s), burnin=burnin)
   out = metrics.vot_summary(stats, fmt.eao_range)
   out["fps"] = _fps([writers.vot_paths(tracker_dir, s.name)[1]
