@@ -31,6 +31,7 @@ import numpy as np
 
 from duml_jax.data import frames as frames_lib
 from duml_jax.evaluation import metrics
+from duml_jax.evaluation import progress as progress_lib
 from duml_jax.evaluation import writers
 
 
@@ -125,35 +126,6 @@ class _Job:
   finish: Callable
 
 
-class _Progress:
-  """Logs sequences done, frames, frames/s and ETA every `every_s` seconds."""
-
-  def __init__(self, desc, n_seqs, n_frames, every_s):
-    self.desc, self.n_seqs, self.n_frames = desc, n_seqs, n_frames
-    self.every_s, self.seqs, self.frames = every_s, 0, 0
-    self.t0 = self.last = time.perf_counter()
-
-  def step(self, frames=0, seqs=0, force=False):
-    self.frames += frames
-    self.seqs += seqs
-    now = time.perf_counter()
-    if not force and now - self.last < self.every_s:
-      return
-    self.last = now
-    fps = self.frames / max(now - self.t0, 1e-9)
-    eta = (self.n_frames - self.frames) / fps if fps > 0 else float("inf")
-    logging.info("%s: sequences %d/%d, frames %d/%d, %.1f frames/s, ETA %s",
-                 self.desc, self.seqs, self.n_seqs, self.frames,
-                 self.n_frames, fps, _hms(eta))
-
-
-def _hms(seconds):
-  if not np.isfinite(seconds):
-    return "?"
-  s = int(round(seconds))
-  return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
 def _drive(tracker, jobs, read_frame, progress, read_threads=0):
   """Runs `jobs` on the tracker's lanes until all have finished.
 
@@ -166,6 +138,7 @@ def _drive(tracker, jobs, read_frame, progress, read_threads=0):
   try:
     _drive_lanes(tracker, n, iter(jobs), read_frame, progress, pool)
   finally:
+    progress.close()
     if pool is not None:
       pool.shutdown(wait=True)
 
@@ -225,7 +198,6 @@ def _drive_lanes(tracker, n, queue, read_frame, progress, pool):
         job.finish(stop.value)
         progress.step(seqs=1)
         refill(i)
-  progress.step(force=True)
 
 
 def _check_names(sequences):
@@ -282,7 +254,8 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
       GOT-10k layout.
     read_frame: ``(path, seq_name, index) -> uint8 RGB`` (default
       `duml_jax.data.frames.read_frame`).
-    log_every_s: seconds between progress lines.
+    log_every_s: seconds between progress log lines (`progress.Progress`:
+      a live bar instead when stderr is a terminal).
     read_threads: threads decoding the lanes' frames (default
       ``min(batch_size, 8)`` when there is more than one lane, else none).
     write_zip: write the submission zip (default: TrackingNet, and GOT-10k
@@ -318,7 +291,7 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
 
   todo = _pending(fmt, tracker_dir, sequences)
   jobs = (_Job(s, _one_pass_job(s, runs), finisher(s)) for s in todo)
-  progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
+  progress = progress_lib.Progress(f"{tracker.name} on {benchmark}", len(todo),
                        runs * sum(len(s) - s.start_frame for s in todo),
                        log_every_s)
   _drive(tracker, jobs, _frame_reader(read_frame), progress,
@@ -440,7 +413,7 @@ def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
   todo = _pending(fmt, tracker_dir, sequences, repetitions)
   jobs = (_Job(s, _vot_job(s, repetitions, skip_initialize), finisher(s))
           for s in todo)
-  progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
+  progress = progress_lib.Progress(f"{tracker.name} on {benchmark}", len(todo),
                        repetitions * sum(len(s) for s in todo), log_every_s)
   _drive(tracker, jobs, _frame_reader(read_frame), progress,
          _threads(tracker, read_threads))
