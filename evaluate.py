@@ -8,6 +8,7 @@
       --benchmark=otb --dataset_dir=../shared/data/otb_sample --output_dir=/tmp/nano
   python evaluate.py --benchmark=vot2018 --dataset_dir=VOT2018 --output_dir=OUT --score_only
   python evaluate.py --video=clip.mp4 --init_box=x,y,w,h --output_dir=OUT --checkpoint=WORKDIR
+  python evaluate.py ... --batch_sequences=16 --multihost   # on every host; OUT shared by all
 
 DuML: `--checkpoint` is a train.py workdir (its latest checkpoint and the
 config saved beside it are used; `--config` overrides the config, e.g. to
@@ -19,11 +20,15 @@ duml_nano, onr): pretrained NanoTrack weights (`config.model.weights`);
 online pieces (a meta_nano workdir alone implies `configs/duml_nano.py`).
 Results go to OUT/<tracker_name>/ in the benchmark's own format, with
 OUT/report.json, a printed table and success/precision plots.
+`--batch_sequences` lanes are sharded over this host's devices; with
+`--multihost` (flags as train.py's) each process tracks its share of the
+sequences into OUT (a folder every host sees), and process 0 writes the report.
 """
 import os
 
 from absl import app
 from absl import flags
+import jax
 import numpy as np
 from ml_collections import config_flags
 
@@ -53,6 +58,11 @@ _BASELINES = flags.DEFINE_list("baselines", [],
 _PROTOCOL = flags.DEFINE_enum("protocol", None, ["vot"], "Run the VOT re-init protocol instead.")
 _VIDEO = flags.DEFINE_string("video", None, "Video mode: a video file or a folder of frames.")
 _INIT_BOX = flags.DEFINE_list("init_box", None, "Video mode: x,y,w,h of the target in frame 1.")
+# As train.py's: each process tracks its share of the sequences; process 0 writes the report.
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+_COORD = flags.DEFINE_string("coordinator_address", None, "Multi-host coordinator HOST:PORT.")
+_NPROC = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 
 
 def _config_and_variables():
@@ -69,6 +79,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _OUTPUT.value:
     raise app.UsageError("--output_dir is required")
+  if _MULTIHOST.value or _COORD.value:
+    jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
+                               process_id=_PID.value)
   if _VIDEO.value:
     if not _INIT_BOX.value or len(_INIT_BOX.value) != 4:
       raise app.UsageError("--video needs --init_box=x,y,w,h")
@@ -95,6 +108,8 @@ def main(argv):
         config, variables, _BENCHMARK.value, _DATASET.value, _OUTPUT.value, split=_SPLIT.value,
         sequences=seqs, batch_sequences=_BATCH.value, name=_NAME.value,
         baseline_names=_BASELINES.value, protocol=_PROTOCOL.value)
+    if jax.process_index() != 0:
+      return    # process 0 scores every process's files and prints the table
   if report is None:
     print(f"no public ground truth for this split: submission files are in {_OUTPUT.value}")
   else:
