@@ -296,7 +296,12 @@ def evaluate_after_training(config, variables, workdir):
   bs = int(config.eval.batch_sequences)
   out = os.path.join(workdir, "eval")
   if config.eval.synthetic_sequences:
-    folder = synthetic_eval_dir(config, os.path.join(workdir, "eval_data"))
+    root = os.path.join(workdir, "eval_data")
+    if jax.process_index() == 0:      # written once, then read by every process
+      synthetic_eval_dir(config, root)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"eval_data {root}")
+    folder = synthetic_eval_dir(config, root)
     reports["synthetic"] = evaluate_model(
         config, variables, "otb", folder, os.path.join(out, "synthetic"),
         batch_sequences=bs, baseline_names=("keep_first",))

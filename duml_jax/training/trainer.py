@@ -156,19 +156,22 @@ def _check(pending, ckpt):
 def train_and_evaluate(config, workdir):
   """Trains, then evaluates the tracker; returns {'state', 'reports'}.
 
-  Evaluation (process 0): `config.eval.synthetic_sequences` held-out
+  Evaluation (every process its share, process 0 the reports):
+  `config.eval.synthetic_sequences` held-out
   synthetic sequences (seeds never used in training) and the OTB-layout
   folder `config.eval.otb_sample_dir` when it exists; reports under
   `workdir/eval/<name>/report.json`.
   """
   state = train(config, workdir)
   reports = {}
-  if jax.process_index() == 0 and (config.eval.synthetic_sequences or config.eval.otb_sample_dir):
+  if config.eval.synthetic_sequences or config.eval.otb_sample_dir:
+    # Every process tracks its share of the sequences; process 0 scores (others get None).
     from duml_jax.evaluation import evaluate_lib  # pylint: disable=g-import-not-at-top
     reports = evaluate_lib.evaluate_after_training(config, eval_variables(state),
                                                    os.path.abspath(workdir))
-    with open(os.path.join(os.path.abspath(workdir), "eval", "summary.json"), "w") as f:
-      json.dump(reports, f, indent=2, default=str)
+    if jax.process_index() == 0:
+      with open(os.path.join(os.path.abspath(workdir), "eval", "summary.json"), "w") as f:
+        json.dump(reports, f, indent=2, default=str)
   return {"state": state, "reports": reports}
 
 
