@@ -8,6 +8,7 @@
       --benchmark=otb --dataset_dir=../shared/data/otb_sample --output_dir=/tmp/nano
   python evaluate.py --benchmark=vot2018 --dataset_dir=VOT2018 --output_dir=OUT --score_only
   python evaluate.py --video=clip.mp4 --init_box=x,y,w,h --output_dir=OUT --checkpoint=WORKDIR
+  python evaluate.py ... --batch_sequences=16 --multihost   # on every host; OUT shared by all
 
 DuML: `--checkpoint` is a train.py workdir (its latest checkpoint and the
 config saved beside it are used; `--config` overrides the config, e.g. to
@@ -23,12 +24,16 @@ that made them (config, weights, code version) are kept in
 OUT/<tracker_name>/settings.json: a rerun with the same settings resumes, one
 with other settings is refused unless --overwrite. Other libraries' INFO log
 lines are hidden unless `--verbosity` is given (e.g. `--verbosity=0`).
+`--batch_sequences` lanes are sharded over this host's devices; with
+`--multihost` (flags as train.py's) each process tracks its share of the
+sequences into OUT (a folder every host sees), and process 0 writes the report.
 
 Bad input (flags, files, frames, boxes) exits with status 2 and a line naming
 it; --verbosity=1 or DUML_TRACEBACK=1 shows the traceback too.
 """
 from absl import app
 from absl import flags
+import jax
 from ml_collections import config_flags
 
 from configs import duml_nano as duml_nano_config
@@ -62,6 +67,11 @@ _INIT_BOX = flags.DEFINE_list("init_box", None, "Video mode: x,y,w,h of the targ
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace results in OUT/<tracker_name>/ made with other settings "
     "(default: refuse them; the same settings resume).")
+# As train.py's: each process tracks its share of the sequences; process 0 writes the report.
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+_COORD = flags.DEFINE_string("coordinator_address", None, "Multi-host coordinator HOST:PORT.")
+_NPROC = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 
 
 def _config_and_variables():
@@ -95,6 +105,9 @@ def main(argv):
   if not _OUTPUT.value:
     raise app.UsageError("--output_dir is required")
   cli.check_output_dir(_OUTPUT.value, "output_dir")       # before any work
+  if _MULTIHOST.value or _COORD.value:
+    jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
+                               process_id=_PID.value)
   if _VIDEO.value:
     init_box = _init_box()
     config, variables, _ = _config_and_variables()
@@ -118,6 +131,8 @@ def main(argv):
         sequences=seqs, batch_sequences=_BATCH.value, name=_NAME.value,
         baseline_names=_BASELINES.value, protocol=_PROTOCOL.value, overwrite=_OVERWRITE.value,
         source=source)
+    if jax.process_index() != 0:
+      return    # process 0 scores every process's files and prints the table
   if report is None:
     print(f"no public ground truth for this split: submission files are in {_OUTPUT.value}")
   else:

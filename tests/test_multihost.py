@@ -144,5 +144,110 @@ def test_two_processes_train_identically(tmp_path):
   assert losses[-1] < 0.25 * losses[0], losses  # 1.94 -> 0.24
 
 
+# --------------------------------------------------------------------------
+# The real model: train.py's trainer on the tiny config over two processes.
+
+TINY_STEPS = 2
+
+
+def tiny_config(root):
+  """The tiny config's offline form (`tiny-ofc5s`: the full joint form's step takes minutes to
+  compile on a loaded 2-core machine, three times here) cut to two steps of a global batch of 2
+  on three short synthetic videos; no evaluation."""
+  from configs import duml as duml_config
+  c = duml_config.get_config("tiny-ofc5s")
+  c.unlock()
+  c.batch_size = 2
+  c.steps_per_epoch = 100
+  c.num_train_steps = TINY_STEPS
+  c.log_every_steps = 1
+  c.checkpoint_every_steps = TINY_STEPS
+  c.optim.warmup_epochs = 0
+  c.optim.schedule = "constant"
+  c.data.data_root = os.path.join(root, "data")
+  c.data.tfds_dir = os.path.join(root, "tfds")
+  c.data.synthetic.num_videos = 3
+  c.data.synthetic.num_frames = 12
+  c.eval.synthetic_sequences = 0
+  c.eval.otb_sample_dir = ""
+  return c
+
+
+def _tiny_worker(process_id: int, port: int, root: str) -> None:
+  os.environ.pop("XLA_FLAGS", None)
+  sys.path.insert(0, str(REPO))
+  import jax
+
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
+                             process_id=process_id, initialization_timeout=60)
+  from duml_jax.training import trainer
+
+  assert jax.process_count() == 2 and jax.local_device_count() == 1
+  state = trainer.train_and_evaluate(tiny_config(root), os.path.join(root, "two_processes"))[
+      "state"]
+  # This process's copy of the replicated variables (restoring the checkpoint in the test's
+  # one process would need the two-process device layout).
+  variables = trainer.eval_variables(state)
+  np.savez(os.path.join(root, f"variables_{process_id}.npz"),
+           **{jax.tree_util.keystr(p): np.asarray(v)
+              for p, v in jax.tree_util.tree_leaves_with_path(variables)})
+  jax.distributed.shutdown()
+
+
+def _run_workers(args, timeout_s):
+  """Starts this file as two workers with `args(i)`; returns their outputs (asserts rc 0)."""
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  procs = [subprocess.Popen([sys.executable, __file__, *args(i)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  outputs = []
+  try:
+    for i, proc in enumerate(procs):
+      try:
+        outputs.append(proc.communicate(timeout=timeout_s)[0])
+      except subprocess.TimeoutExpired:
+        for p in procs:
+          p.kill()
+        raise AssertionError(f"worker {i} did not finish within {timeout_s} s; output:\n"
+                             f"{proc.communicate()[0][-3000:]}") from None
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+  for i, proc in enumerate(procs):
+    assert proc.returncode == 0, f"worker {i} failed (rc {proc.returncode}):\n{outputs[i][-3000:]}"
+  return outputs
+
+
+def test_tiny_config_two_processes_equal_two_devices(tmp_path):
+  """train.py's trainer, real model: 2 processes x 1 device reach 1 process x 2 devices' params."""
+  import jax
+
+  from duml_jax.training import trainer
+
+  assert jax.device_count() == 2
+  # The reference first: it also writes the synthetic videos both workers then read.
+  state = trainer.train_and_evaluate(tiny_config(str(tmp_path)),
+                                     str(tmp_path / "one_process"))["state"]
+  port = _free_port()
+  _run_workers(lambda i: ["--tiny-worker", str(i), str(port), str(tmp_path)], 600)
+  ref = {jax.tree_util.keystr(p): np.asarray(v)
+         for p, v in jax.tree_util.tree_leaves_with_path(trainer.eval_variables(state))}
+  two = [np.load(tmp_path / f"variables_{i}.npz") for i in range(2)]
+  assert sorted(ref) == sorted(two[0].files) == sorted(two[1].files) and len(ref) > 20
+  for k in ref:
+    np.testing.assert_array_equal(two[0][k], two[1][k], err_msg=k)
+    np.testing.assert_allclose(two[0][k], ref[k], rtol=1e-5, atol=1e-6, err_msg=k)
+  losses = [[json.loads(line)["loss"] for line in open(tmp_path / d / "metrics.jsonl")]
+            for d in ("one_process", "two_processes")]
+  assert len(losses[0]) == TINY_STEPS
+  np.testing.assert_allclose(losses[1], losses[0], rtol=1e-5)
+
+
 if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--worker":
   _worker(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--tiny-worker":
+  _tiny_worker(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

@@ -153,3 +153,84 @@ def test_result_file_readable_by_vot_toolkit(tmp_path):
       assert isinstance(r, Special) and r.code == o
     else:
       np.testing.assert_allclose([r.x, r.y, r.width, r.height], o)
+
+
+# --------------------------------------------------------------------------
+# Multi-run folders scored end to end against vot-toolkit's own workspace.
+
+
+def _vot_toolkit_workspace(root, rng, runs, sequences, size=(160, 120)):
+  """`sequences` sequences (rectangle, polygon and mixed ground truth) with
+  `runs` result files each: odd runs never fail, even runs fail at random.
+
+  Sequences are just over VOT2018's EAO low end (100) so the score is a
+  number, and short because the toolkit's analysis is slow (pure Python).
+  """
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from tests.test_metrics import _random_trajectory  # pylint: disable=g-import-not-at-top
+  (root / "config.yaml").write_text(
+      "stack: vot2018/shortterm\nregistry:\n- ./trackers.ini\n")
+  (root / "trackers.ini").write_text(
+      "[trk]\nlabel = trk\nprotocol = traxpython\ncommand = unused\n")
+  frame = root / "frame.jpg"
+  Image.new("RGB", size).save(frame)
+  fmt = lambda v: ",".join(f"{x:.4f}" for x in v)  # noqa: E731
+  names = []
+  for s in range(sequences):
+    name, n = f"s{s}", int(rng.integers(102, 125))
+    names.append(name)
+    rect = np.hstack([rng.uniform(10, 120, (n, 2)), rng.uniform(6, 30, (n, 2))])
+    poly = (np.array([20, 20, 50, 25, 45, 50, 15, 45.])[None]
+            + rng.normal(0, 2, (n, 8)) + rng.uniform(0, 60, (n, 1)))
+    kind = s % 3   # 0: rectangles, 1: polygons, 2: both, row by row
+    gt = [rect[i] if kind == 0 or (kind == 2 and i % 2) else poly[i]
+          for i in range(n)]
+    seq_dir = root / "sequences" / name
+    (seq_dir / "color").mkdir(parents=True)
+    for i in range(n):
+      os.link(frame, seq_dir / "color" / f"{i + 1:08d}.jpg")
+    (seq_dir / "sequence").write_text(
+        f"channels.color=color/%08d.jpg\nwidth={size[0]}\nheight={size[1]}\n"
+        f"length={n}\nfps=30\n")
+    (seq_dir / "groundtruth.txt").write_text(
+        "\n".join(fmt(g) for g in gt) + "\n")
+    res_dir = root / "results" / "trk" / "baseline" / name
+    res_dir.mkdir(parents=True)
+    for r in range(runs):
+      if r % 2:
+        traj = [1] + [M.vot_init_box(g) + rng.normal(0, 2, 4) for g in gt[1:]]
+      else:
+        traj = _random_trajectory(rng, gt, size)
+      (res_dir / f"{name}_{r + 1:03d}.txt").write_text("\n".join(
+          str(e) if np.isscalar(e) else fmt(e) for e in traj) + "\n")
+  (root / "sequences" / "list.txt").write_text("\n".join(names) + "\n")
+
+
+@pytest.mark.parametrize("runs,sequences", [(3, 5), (15, 3)])
+def test_multi_run_scores_match_vot_toolkit(tmp_path, runs, sequences):
+  pytest.importorskip("vot.analysis.supervised",
+                      reason="vot-toolkit is the VOT reference")
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from duml_jax.evaluation import evaluate_lib  # pylint: disable=g-import-not-at-top
+  _vot_toolkit_workspace(tmp_path, np.random.default_rng(runs), runs,
+                         sequences)
+  ours = evaluate_lib.score_only("vot2018", str(tmp_path / "sequences"),
+                                 str(tmp_path / "results"), ["trk"],
+                                 plot=False)["trackers"]["trk"]
+  # As a new user scores a results folder: `vot analysis` on the workspace.
+  subprocess.run([sys.executable, "-m", "vot", "analysis", "--workspace",
+                  str(tmp_path), "--format", "json", "--experiments",
+                  "baseline", "--name", "ref", "trk"], check=True,
+                 capture_output=True)
+  ar, eao, curve = json.loads((tmp_path / "analysis" / "ref.json").read_text(
+  ))["results"]["baseline"]["results"]
+  accuracy, weighted_failures, (robustness_ar, _), _ = ar[0]
+  assert ours["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+  assert ours["robustness_ar"] == pytest.approx(robustness_ar, abs=1e-12)
+  lengths = [s["length"] for s in ours["sequences"].values()]
+  assert np.dot([s["failures"] for s in ours["sequences"].values()],
+                lengths) / np.sum(lengths) == pytest.approx(weighted_failures)
+  assert ours["eao"] == pytest.approx(eao[0][0], abs=1e-6)   # toolkit: float32
+  np.testing.assert_allclose(ours["eao_curve"], curve[0][0], atol=1e-6)

@@ -547,9 +547,13 @@ def _make_vot_loader(bench):
                              glob.glob(os.path.join(seq_dir, "*.label"))):
         tag = os.path.splitext(os.path.basename(tag_path))[0]
         tags[tag] = _read_flags(bench, name, tag_path, len(frames), pad=True)
+      # vot-toolkit scores a 4-number row as a rectangle (x .. x + w - 1),
+      # not as the polygon above (x .. x + w): runner.vot_ground_truth.
+      rectangles = np.array([len(r) == 4 for r in rows])
       out.append(_make_sequence(bench, name, frames, boxes, gt_path,
                                 one_based=False, polygons=polygons,
-                                attributes={"tags": tags}))
+                                attributes={"tags": tags,
+                                            "rectangle_rows": rectangles}))
     return out
   return load
 

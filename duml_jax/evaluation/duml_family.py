@@ -42,13 +42,15 @@ def config_and_variables(config=None, checkpoint: Optional[str] = None,
 
 
 def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size: int = 1,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None, devices=None):
   """`adapter.DuMLBatchTracker`: `config.tracking` + the benchmark's overrides
-  (`tracking.benchmarks`); `batch_size` sequences at a time through `jax.vmap`."""
+  (`tracking.benchmarks`); `batch_size` sequences at a time through `jax.vmap`, sharded over
+  `devices` (default: as many of this process's devices as divide `batch_size`)."""
   model = duml_lib.build_model(config.model)
   tcfg = tracker_lib.tracking_params(config, benchmark)
   return adapter.DuMLBatchTracker(model, variables, tcfg, batch_size,
-                                  name or tracker_name(config))
+                                  name or tracker_name(config),
+                                  mesh=None if devices is None else adapter.lane_mesh(devices))
 
 
 def make_single_tracker(config, variables, name: Optional[str] = None):

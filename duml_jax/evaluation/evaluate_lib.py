@@ -15,6 +15,8 @@ import os
 from typing import Optional, Sequence as Seq
 
 from absl import logging
+import jax
+from jax.experimental import multihost_utils
 import ml_collections
 
 from duml_jax import checkpoint as ckpt_lib
@@ -109,14 +111,16 @@ def resolve(config=None, checkpoint: Optional[str] = None, step: Optional[int] =
 
 
 def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size: int = 1,
-                 name: Optional[str] = None):
+                 name: Optional[str] = None, devices=None):
   """A `runner.BatchTracker` running the config's tracker.
 
-  DuML: `config.tracking` + the benchmark's overrides (`tracking.benchmarks`).
+  DuML: `config.tracking` + the benchmark's overrides (`tracking.benchmarks`); lanes sharded
+  over `devices` (default: as many of this process's devices as divide `batch_size`).
   NanoTrack / DuML-nano: `config.tracking` as it is (cv2.TrackerNano's values
   on every benchmark); `variables` from `config_and_variables`.
   """
-  return families.family(config).make_tracker(config, variables, benchmark, batch_size, name)
+  return families.family(config).make_tracker(config, variables, benchmark, batch_size, name,
+                                              devices)
 
 
 def make_single_tracker(config, variables, name: Optional[str] = None):
@@ -155,8 +159,13 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
                    sequences: Optional[Seq[str]] = None, batch_sequences: int = 1,
                    name: Optional[str] = None, baseline_names: Seq[str] = (),
                    protocol: Optional[str] = None, plot=True, overwrite=False,
-                   source: Optional[dict] = None):
+                   source: Optional[dict] = None, devices=None):
   """Tracks, writes results, scores; returns the report (None for test splits).
+
+  Lanes (`batch_sequences`) are sharded over this process's devices. With several processes
+  (`jax.distributed`), each tracks its `process_share` of the sequences and writes their
+  result files (atomically, so a killed run resumes); process 0 waits for all, scores every
+  sequence and writes report.json and the plots; the other processes return None.
 
   Args:
     config, variables: a DuML config and its variables, or a NanoTrack /
@@ -171,18 +180,52 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
       ("stale"); same settings resume (`runner.run_one_pass`).
     source: where `variables` came from (`checkpoint_source`), recorded with
       the results' settings (`provenance.settings`).
+    devices: this process's devices the lanes are sharded over (default: all local ones).
   """
   _, _, overrides = _bench(benchmark)
   bench_name = run_name(benchmark, split, protocol)
   seqs = load_sequences(benchmark, dataset_dir, split, sequences)
-  n = max(1, min(int(batch_sequences), len(seqs)))
-  trackers = [make_tracker(config, variables, overrides, n, name)]
+  index, count = jax.process_index(), jax.process_count()
+  mine = process_share(seqs, index, count)
+  devices = list(jax.local_devices() if devices is None else devices)
+  n = lanes_for(batch_sequences, len(mine), len(devices))
+  trackers = [make_tracker(config, variables, overrides, n, name, devices)]
   trackers[0].settings = provenance.settings(config, variables, **(source or {}))
   trackers += make_baselines(config, baseline_names, n)
-  logging.info("evaluating %s on %s (%d sequences, %d at a time) -> %s",
-               trackers[0].name, benchmark, len(seqs), n, output_dir)
-  return runner.evaluate(bench_name, seqs, output_dir, trackers=trackers, plot=plot,
-                         overwrite=overwrite)
+  logging.info("evaluating %s on %s (process %d of %d: %d of %d sequences, %d lanes over %d "
+               "devices) -> %s", trackers[0].name, benchmark, index, count, len(mine),
+               len(seqs), n, len(devices), output_dir)
+  for trk in trackers:
+    runner.run_benchmark(trk, mine, output_dir, bench_name, overwrite=overwrite)
+  if count > 1:
+    # Every process's result files exist (each written atomically) before process 0 scores.
+    multihost_utils.sync_global_devices(f"evaluate {bench_name} {output_dir}")
+    if index != 0:
+      return None
+  return runner.evaluate(bench_name, seqs, output_dir, tracker_names=[t.name for t in trackers],
+                         plot=plot)
+
+
+def lanes_for(batch_sequences: int, num_sequences: int, num_devices: int) -> int:
+  """Lanes of one process: `batch_sequences` (at most its sequences, at least 1) rounded up to
+  a multiple of its devices, which the lanes are sharded over (idle lanes cost little)."""
+  n = max(1, min(int(batch_sequences), int(num_sequences)))
+  return -(-n // num_devices) * num_devices
+
+
+def process_share(sequences, index: int, count: int):
+  """The sequences process `index` of `count` tracks: longest first, each to the process with
+  the fewest frames so far (ties: the lowest index). Every process computes the same split from
+  the same list, and a rerun with the same list resumes each share."""
+  if count == 1:
+    return list(sequences)
+  load = [0] * count
+  owner = {}
+  for i in sorted(range(len(sequences)), key=lambda i: (-len(sequences[i]), i)):
+    p = min(range(count), key=lambda q: (load[q], q))
+    owner[i] = p
+    load[p] += len(sequences[i])
+  return [s for i, s in enumerate(sequences) if owner[i] == index]
 
 
 def score_only(benchmark, dataset_dir, output_dir, tracker_names: Seq[str] = (), split=None,
@@ -271,7 +314,12 @@ def evaluate_after_training(config, variables, workdir):
   # evaluation of these weights that was cut short resumes.
   kw = dict(batch_sequences=bs, baseline_names=("keep_first",), overwrite="stale")
   if config.eval.synthetic_sequences:
-    folder = synthetic_eval_dir(config, os.path.join(workdir, "eval_data"))
+    root = os.path.join(workdir, "eval_data")
+    if jax.process_index() == 0:      # written once, then read by every process
+      synthetic_eval_dir(config, root)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices(f"eval_data {root}")
+    folder = synthetic_eval_dir(config, root)
     reports["synthetic"] = evaluate_model(
         config, variables, "otb", folder, os.path.join(out, "synthetic"), **kw)
     reports["synthetic_vot"] = evaluate_model(

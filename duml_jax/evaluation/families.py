@@ -29,8 +29,9 @@ class Family(Protocol):
     """(config, variables) from evaluate.py's --config / --checkpoint / --step."""
 
   def make_tracker(self, config, variables, benchmark: Optional[str], batch_size: int,
-                   name: Optional[str]):
-    """A `runner.BatchTracker` of `batch_size` lanes (benchmark: tracking overrides' key)."""
+                   name: Optional[str], devices=None):
+    """A `runner.BatchTracker` of `batch_size` lanes (benchmark: tracking overrides' key),
+    sharded over `devices` where the family can."""
 
   def make_single_tracker(self, config, variables, name: Optional[str]):
     """A one-sequence tracker: ``init(frame, box)``, ``update(frame) -> (box, score)``."""

@@ -110,10 +110,10 @@ def make_single_tracker(config, variables, name: Optional[str] = None):
 
 
 def make_tracker(config, variables, benchmark: Optional[str] = None, batch_size: int = 1,
-                 name: Optional[str] = None):
-  """A `runner.BatchTracker` of `batch_size` lanes (one tracker per lane, run in turn);
-  `config.tracking` as it is on every benchmark (cv2.TrackerNano's values)."""
-  del benchmark
+                 name: Optional[str] = None, devices=None):
+  """A `runner.BatchTracker` of `batch_size` lanes (one tracker per lane, run in turn, on the
+  default device); `config.tracking` as it is on every benchmark (cv2.TrackerNano's values)."""
+  del benchmark, devices
   name = name or tracker_name(config)
   make_single_tracker(config, variables, name)      # config errors now, not at the first init
   return runner.SequentialAdapter(lambda: make_single_tracker(config, variables, name),

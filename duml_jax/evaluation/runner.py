@@ -31,6 +31,7 @@ import numpy as np
 
 from duml_jax.data import frames as frames_lib
 from duml_jax.evaluation import metrics
+from duml_jax.evaluation import progress as progress_lib
 from duml_jax.evaluation import provenance
 from duml_jax.evaluation import writers
 
@@ -129,35 +130,6 @@ class _Job:
   finish: Callable
 
 
-class _Progress:
-  """Logs sequences done, frames, frames/s and ETA every `every_s` seconds."""
-
-  def __init__(self, desc, n_seqs, n_frames, every_s):
-    self.desc, self.n_seqs, self.n_frames = desc, n_seqs, n_frames
-    self.every_s, self.seqs, self.frames = every_s, 0, 0
-    self.t0 = self.last = time.perf_counter()
-
-  def step(self, frames=0, seqs=0, force=False):
-    self.frames += frames
-    self.seqs += seqs
-    now = time.perf_counter()
-    if not force and now - self.last < self.every_s:
-      return
-    self.last = now
-    fps = self.frames / max(now - self.t0, 1e-9)
-    eta = (self.n_frames - self.frames) / fps if fps > 0 else float("inf")
-    logging.info("%s: sequences %d/%d, frames %d/%d, %.1f frames/s, ETA %s",
-                 self.desc, self.seqs, self.n_seqs, self.frames,
-                 self.n_frames, fps, _hms(eta))
-
-
-def _hms(seconds):
-  if not np.isfinite(seconds):
-    return "?"
-  s = int(round(seconds))
-  return f"{s // 3600:d}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
 def _drive(tracker, jobs, read_frame, progress, read_threads=0):
   """Runs `jobs` on the tracker's lanes until all have finished.
 
@@ -170,6 +142,7 @@ def _drive(tracker, jobs, read_frame, progress, read_threads=0):
   try:
     _drive_lanes(tracker, n, iter(jobs), read_frame, progress, pool)
   finally:
+    progress.close()
     if pool is not None:
       pool.shutdown(wait=True)
 
@@ -229,7 +202,6 @@ def _drive_lanes(tracker, n, queue, read_frame, progress, pool):
         job.finish(stop.value)
         progress.step(seqs=1)
         refill(i)
-  progress.step(force=True)
 
 
 def _check_names(sequences):
@@ -296,7 +268,8 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
       GOT-10k layout.
     read_frame: ``(path, seq_name, index) -> uint8 RGB`` (default
       `duml_jax.data.frames.read_frame`).
-    log_every_s: seconds between progress lines.
+    log_every_s: seconds between progress log lines (`progress.Progress`:
+      a live bar instead when stderr is a terminal).
     read_threads: threads decoding the lanes' frames (default
       ``min(batch_size, 8)`` when there is more than one lane, else none).
     write_zip: write the submission zip (default: TrackingNet, and GOT-10k
@@ -336,7 +309,7 @@ def run_one_pass(tracker, sequences, out_dir, benchmark="OTB", *,
   provenance.prepare(tracker_dir, getattr(tracker, "settings", None), overwrite)
   todo = _pending(fmt, tracker_dir, sequences)
   jobs = (_Job(s, _one_pass_job(s, runs), finisher(s)) for s in todo)
-  progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
+  progress = progress_lib.Progress(f"{tracker.name} on {benchmark}", len(todo),
                        runs * sum(len(s) - s.start_frame for s in todo),
                        log_every_s)
   _drive(tracker, jobs, _frame_reader(read_frame), progress,
@@ -367,16 +340,32 @@ def _pending(fmt, tracker_dir, sequences, vot_repetitions=1):
 
 
 def vot_ground_truth(seq):
-  """Ground-truth regions of a VOT sequence: polygons, else boxes (0-based)."""
-  return np.asarray(seq.polygons if seq.polygons is not None else seq.boxes,
-                    np.float64)
+  """Ground-truth regions of a VOT sequence (0-based), one array per frame.
+
+  Polygons, else boxes; rows the file gave as 4 numbers (the loader marks
+  them in ``attributes["rectangle_rows"]``) stay rectangles, since vot-toolkit
+  rasterises a rectangle one pixel narrower than its corner polygon and
+  initialises the tracker with the rectangle itself.
+  """
+  boxes = np.asarray(seq.boxes, np.float64)
+  if seq.polygons is None:
+    return list(boxes)
+  rects = seq.attributes.get("rectangle_rows")
+  if rects is None:
+    rects = np.zeros(len(boxes), bool)
+  return [b if r else p for b, p, r in zip(
+      boxes, np.asarray(seq.polygons, np.float64), rects)]
+
+
+def _file_regions(regions, one_based):
+  return [writers.to_file_coords(g, one_based) for g in regions]
 
 
 def _vot_job(seq, runs, skip):
   """Supervised protocol; returns ([trajectory per run], times (N, runs))."""
   n = len(seq)
   gt = vot_ground_truth(seq)
-  gt_file = writers.to_file_coords(gt, seq.one_based)
+  gt_file = _file_regions(gt, seq.one_based)
   trajectories, all_times = [], np.zeros((n, runs))
   size = None     # of frame 0, the first frame initialised on
   for r in range(runs):
@@ -447,7 +436,7 @@ def run_vot_baseline(tracker, sequences, out_dir, benchmark="VOT2018", *,
   todo = _pending(fmt, tracker_dir, sequences, repetitions)
   jobs = (_Job(s, _vot_job(s, repetitions, skip_initialize), finisher(s))
           for s in todo)
-  progress = _Progress(f"{tracker.name} on {benchmark}", len(todo),
+  progress = progress_lib.Progress(f"{tracker.name} on {benchmark}", len(todo),
                        repetitions * sum(len(s) for s in todo), log_every_s)
   _drive(tracker, jobs, _frame_reader(read_frame), progress,
          _threads(tracker, read_threads))
@@ -559,7 +548,7 @@ def score_vot(sequences, tracker_dir, benchmark="VOT2018", burnin=10):
     runs = [[e if np.isscalar(e) else writers.to_file_coords(e, s.one_based)
              for e in traj] for traj in runs]
     stats[s.name] = metrics.vot_sequence_stats(
-        runs, writers.to_file_coords(vot_ground_truth(s), s.one_based),
+        runs, _file_regions(vot_ground_truth(s), s.one_based),
         bounds=image_size(s), burnin=burnin)
   out = metrics.vot_summary(stats, fmt.eao_range)
   out["fps"] = _fps([writers.vot_paths(tracker_dir, s.name)[1]

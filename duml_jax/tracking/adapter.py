@@ -11,7 +11,9 @@
   scattered into the batched state;
 * `update` tracks all lanes (unmasked ones on a blank frame) and keeps the old
   state where the mask is off; the state buffers are donated (not on CPU,
-  where XLA does not support donation).
+  where XLA does not support donation);
+* the lanes are sharded over this process's devices (a ('lanes',) mesh,
+  `jax.shard_map`): each device tracks its own block of lanes.
 
 `DuMLTracker` is the one-sequence form (``init(frame, box)``,
 ``update(frame) -> (box, score)``) for the video mode.
@@ -20,6 +22,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
 from duml_jax.tracking import tracker as tracker_lib
@@ -48,10 +51,33 @@ def pad_frames(frames, pad_multiple: int = 64):
   return out, sizes
 
 
+LANE_AXIS = "lanes"
+
+
+def lane_mesh(devices=None) -> Mesh:
+  """A 1-D ('lanes',) mesh over this process's devices (default `jax.local_devices()`).
+
+  Lanes are independent, so each process shards its own lanes over its own devices and no
+  collective crosses processes (multi-host evaluation splits sequences, not lanes).
+  """
+  devices = jax.local_devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (LANE_AXIS,), axis_types=(AxisType.Auto,))
+
+
 @functools.lru_cache(maxsize=16)
-def _batched_fns(model, tcfg):
-  """Jitted (init, step, scatter, refine) of a (model, tcfg), shared by all adapters using them."""
+def _batched_fns(model, tcfg, mesh):
+  """Jitted (init, step, scatter, refine) of a (model, tcfg), shared by all adapters using them.
+
+  Each device runs the vmapped per-lane function on its own block of lanes (`jax.shard_map`), so
+  a lane's arithmetic is a one-device run's with (lanes / devices) lanes: with one lane per
+  device the result files equal a one-lane, one-device run's byte for byte (tested). Other
+  lane counts change float32 rounding only (different matrix shapes).
+  """
   donate = jax.default_backend() != "cpu"
+  lanes, rep = P(LANE_AXIS), P()
+
+  def sharded(fn, in_specs):
+    return jax.shard_map(fn, mesh=mesh, in_specs=in_specs, out_specs=lanes, check_vma=False)
 
   def init_one(v, frame, box, size):
     return tracker_lib.init(model, v, tcfg, frame, box, size)
@@ -70,10 +96,15 @@ def _batched_fns(model, tcfg):
   def refine(v, states, iters):
     return jax.vmap(lambda s, n: tracker_lib.refine_state(model, v, tcfg, s, n))(states, iters)
 
-  return (jax.jit(jax.vmap(init_one, in_axes=(None, 0, 0, 0))),
-          jax.jit(step, donate_argnums=(1,) if donate else ()),
-          jax.jit(scatter, donate_argnums=(0,) if donate else ()),
-          jax.jit(refine, donate_argnums=(1,) if donate else ()))
+  init = sharded(jax.vmap(init_one, in_axes=(None, 0, 0, 0)), (rep, lanes, lanes, lanes))
+  # The scatter moves whole lanes between devices (exact); the jit places its output back on
+  # the lane sharding.
+  return (jax.jit(init),
+          jax.jit(sharded(step, (rep, lanes, lanes, lanes)),
+                  donate_argnums=(1,) if donate else ()),
+          jax.jit(scatter, donate_argnums=(0,) if donate else (),
+                  out_shardings=NamedSharding(mesh, lanes)),
+          jax.jit(sharded(refine, (rep, lanes, lanes)), donate_argnums=(1,) if donate else ()))
 
 
 def _next_pow2(k):
@@ -86,15 +117,29 @@ class DuMLBatchTracker:
   deterministic = True
 
   def __init__(self, model, variables, tcfg, batch_size: int, name: str = "DuML",
-               pad_multiple: int = 64):
+               pad_multiple: int = 64, mesh: Mesh | None = None):
+    """`mesh`: a `lane_mesh` whose device count divides `batch_size`; default: as many of this
+    process's devices as divide it (all of them when `batch_size` is a multiple)."""
     self.name = name
     self.batch_size = int(batch_size)
     self.pad_multiple = int(pad_multiple)
     self.last_output = None     # numpy dict of the last update (flags, iters, ...)
-    self._variables = variables
+    if mesh is None:
+      local = jax.local_devices()
+      n = max(d for d in range(1, len(local) + 1) if self.batch_size % d == 0)
+      mesh = lane_mesh(local[:n])
+    if self.batch_size % mesh.devices.size:
+      raise ValueError(f"{name}: {self.batch_size} lanes do not split evenly over the "
+                       f"{mesh.devices.size} devices of the mesh")
+    self.mesh = mesh
+    self._lanes = NamedSharding(mesh, P(LANE_AXIS))
+    self._variables = jax.device_put(variables, NamedSharding(mesh, P()))
     self._state = None
     self._ready = np.zeros(self.batch_size, bool)   # lanes initialised at least once
-    self._init, self._step, self._scatter, self._refine = _batched_fns(model, tcfg)
+    self._init, self._step, self._scatter, self._refine = _batched_fns(model, tcfg, mesh)
+
+  def _put(self, x):
+    return jax.device_put(np.asarray(x), self._lanes)
 
   @property
   def state(self):
@@ -106,11 +151,13 @@ class DuMLBatchTracker:
     idx = np.flatnonzero(mask)
     if idx.size == 0:
       return
-    n = min(_next_pow2(idx.size), self.batch_size)
+    # Per device a power of two of lanes (few compiled shapes), the last lane repeated to fill.
+    ndev = self.mesh.devices.size
+    n = ndev * min(_next_pow2(-(-idx.size // ndev)), self.batch_size // ndev)
     idx = np.concatenate([idx, np.full(n - idx.size, idx[-1])]).astype(np.int32)
     stacked, sizes = pad_frames([frames[i] for i in idx], self.pad_multiple)
     bxs = np.asarray([np.asarray(boxes[i], np.float32) for i in idx], np.float32)
-    new = self._init(self._variables, stacked, bxs, sizes)
+    new = self._init(self._variables, self._put(stacked), self._put(bxs), self._put(sizes))
     if self._state is None:
       self._state = jax.tree.map(
           lambda a: jnp.repeat(a[:1], self.batch_size, axis=0), new)
@@ -128,11 +175,12 @@ class DuMLBatchTracker:
       raise RuntimeError(f"{self.name}: lanes {lanes} updated before init")
     lane_frames = [frames[i] if mask[i] else None for i in range(self.batch_size)]
     stacked, _ = pad_frames(lane_frames, self.pad_multiple)
-    self._state, out = self._step(self._variables, self._state, stacked, jnp.asarray(mask))
+    self._state, out = self._step(self._variables, self._state, self._put(stacked),
+                                  self._put(mask))
     out = jax.device_get(out)
     iters = np.where(mask, out["iters"], 0).astype(np.int32)
     if iters.any():   # filter steps due on some lane (every 20 frames / on distractors)
-      self._state = self._refine(self._variables, self._state, jnp.asarray(iters))
+      self._state = self._refine(self._variables, self._state, self._put(iters))
     self.last_output = out
     boxes[mask] = out["box"][mask]
     scores[mask] = out["score"][mask]
