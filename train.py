@@ -31,7 +31,7 @@ def main(argv):
   if _MULTIHOST.value or _COORD.value:
     jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
                                process_id=_PID.value)
-  config = config_lib.validate(_CONFIG.value)
+  config = config_lib.validate(_CONFIG.value, training=True)
   logging.info("devices: %s (process %d of %d)", jax.devices(), jax.process_index(),
                jax.process_count())
   out = trainer.train_and_evaluate(config, _WORKDIR.value)

@@ -47,8 +47,12 @@ def norm_name(model_config):
   return model_config.get("norm", "batch")
 
 
-def validate(c):
-  """Rejects contradictory or unknown settings with the offending key named."""
+def validate(c, training: bool = False):
+  """Rejects contradictory or unknown settings with the offending key named.
+
+  `training` (train.py, `trainer.train`) adds the checks that only matter when the
+  config is trained, such as a randomly initialised backbone held frozen.
+  """
   m = c.model
   if m.offline not in OFFLINE_FORMS:
     raise ValueError(f"model.offline={m.offline!r}; allowed: {OFFLINE_FORMS}")
@@ -90,7 +94,23 @@ def validate(c):
                      f"grid ({grid} cells)")
   if (m.search_size - m.exemplar_size) % m.stride:
     raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
+  if training:
+    _check_training(c)
   return c
+
+
+def _check_training(c):
+  """Settings that train without error but not as anyone means them."""
+  freeze = int(c.optim.get("backbone_freeze_epochs", 0)) if "optim" in c else 0
+  if freeze > 0 and not c.model.get("pretrained"):
+    # The paper's recipe freezes an ImageNet backbone; without weights the heads would train
+    # for `freeze` epochs on random, fixed features.
+    raise ValueError(
+        f"optim.backbone_freeze_epochs={freeze} holds the backbone fixed for the first "
+        f"{freeze} epochs, but model.pretrained is empty: that freezes a randomly initialised "
+        "backbone. Give ImageNet weights (--config.model.pretrained=DIR, written by "
+        "python -m duml_jax.convert.torch_resnet) or switch the freeze off explicitly "
+        "(--config.optim.backbone_freeze_epochs=0)")
 
 
 def online_grid(model_config, search_size=None):

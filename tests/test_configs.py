@@ -1,5 +1,9 @@
 """Configs: every form of the paper as data; clear errors for bad settings."""
 import itertools
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -101,3 +105,31 @@ def test_unknown_field_overrides_fail():
     c.unlock()
     c.model.online = "onr"
     config_lib.validate(c)
+
+
+def test_training_refuses_a_frozen_random_backbone():
+  # The paper preset freezes the backbone for 10 epochs: meant for ImageNet weights.
+  c = duml_config.get_config("paper")
+  assert c.optim.backbone_freeze_epochs == 10 and not c.model.pretrained
+  config_lib.validate(c)                      # evaluation / inspection: fine
+  with pytest.raises(ValueError, match=r"optim.backbone_freeze_epochs=10.*model.pretrained"):
+    config_lib.validate(c, training=True)
+  c.unlock()
+  c.model.pretrained = "/some/converted_resnet50"
+  config_lib.validate(c, training=True)
+  c.model.pretrained = ""
+  c.optim.backbone_freeze_epochs = 0          # switched off explicitly: trains it all
+  config_lib.validate(c, training=True)
+  config_lib.validate(duml_config.get_config("tiny"), training=True)
+
+
+def test_train_py_refuses_paper_without_weights_at_once(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  t0 = time.perf_counter()
+  r = subprocess.run([sys.executable, "train.py", "--config=configs/duml.py:paper",
+                      f"--workdir={tmp_path / 'w'}"], cwd=root, capture_output=True, text=True,
+                     timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"), check=False)
+  assert r.returncode != 0
+  assert "model.pretrained" in r.stderr and "optim.backbone_freeze_epochs" in r.stderr
+  assert not (tmp_path / "w").exists()         # refused before anything was built or written
+  assert time.perf_counter() - t0 < 60
