@@ -64,6 +64,7 @@ def _model_config():
   on.init_filter_reg = 0.1
   on.min_filter_reg = 1e-3
   on.checkpoint_steps = False      # jax.checkpoint each inner step
+  on.alpha_eps = 0.01              # Eq. 8 damping epsilon (Appendix A: 0.01; DiMP's alpha_eps)
   m.online_cfg = on
   return m
 
@@ -208,6 +209,8 @@ def _tiny(c):
   c.model.online_cfg.label_sigma = 1.0
   c.model.online_cfg.mask_init_radius = 2.0
   c.model.online_cfg.bin_displacement = 0.1
+  # Undamped Eq. 8 (alpha_eps 0), the step the tiny recipe was tuned and measured with.
+  c.model.online_cfg.alpha_eps = 0.0
   c.tracking.search_size = 127
   for name in ("nfs30", "uav123", "lasot"):
     c.tracking.benchmarks[name] = {}

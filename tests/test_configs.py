@@ -46,6 +46,20 @@ def test_paper_defaults_and_switches():
   assert duml_config.get_config("resnet18").model.backbone == "resnet18"
 
 
+def test_eq8_damping_is_the_papers_in_paper_and_off_in_tiny():
+  from duml_jax.models import duml as duml_lib  # pylint: disable=import-outside-toplevel
+  from duml_jax.models import duml_nano  # pylint: disable=import-outside-toplevel
+  paper, tiny = duml_config.get_config("paper"), duml_config.get_config("tiny")
+  assert paper.model.online_cfg.alpha_eps == 0.01 and tiny.model.online_cfg.alpha_eps == 0.0
+  assert duml_lib.build_model(paper.model).online_spec.alpha_eps == 0.01
+  assert duml_nano.NANO_ONLINE_SPEC.alpha_eps == 0.0      # DuML-nano unchanged
+  # A config saved before the key existed builds the undamped step.
+  old = paper.model.to_dict()
+  del old["online_cfg"]["alpha_eps"]
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  assert duml_lib.build_model(ml_collections.ConfigDict(old)).online_spec.alpha_eps == 0.0
+
+
 def test_derived_values_follow_overrides():
   c = duml_config.get_config("paper")
   assert config_lib.box_anchors(c.model) == 5 and config_lib.score_size(c.model) == 25

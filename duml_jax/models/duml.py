@@ -231,7 +231,8 @@ class DuML(nn.Module):
 
     def solve(f0, feats, y, m, v, bt):
       _, iterates, _ = online_lib.optimize_filter(
-          f0, feats, y, m, v, bt, step, reg, num_iter, spec.checkpoint_steps)
+          f0, feats, y, m, v, bt, step, reg, num_iter, spec.checkpoint_steps,
+          alpha_eps=spec.alpha_eps)
       return jnp.concatenate([f0[None], iterates], axis=0)               # (T+1,k,k,D,A)
     filters = jax.vmap(solve)(filt0, sf, label, maps["mask"], weight, beta)
     qo = qf["online"].reshape((b, q) + qf["online"].shape[1:])           # (B,Q,G,G,D)
@@ -260,7 +261,8 @@ def fuse_scores(s_robust, s_accurate, mu):
 def build_model(model_config, axis_name: Optional[str] = None) -> DuML:
   """The `DuML` module of a config's `model` section."""
   oc = model_config.online_cfg
-  spec = OnlineSpec(**{f.name: oc[f.name] for f in dataclasses.fields(OnlineSpec)})
+  # Keys missing from configs saved before they existed keep the spec's default.
+  spec = OnlineSpec(**{f.name: oc[f.name] for f in dataclasses.fields(OnlineSpec) if f.name in oc})
   return DuML(backbone_name=model_config.backbone, neck_channels=model_config.neck_channels,
               offline=model_config.offline, online=model_config.online,
               num_ratios=len(model_config.anchor_ratios), online_spec=spec,

@@ -222,12 +222,14 @@ def _optimise(model, variables, tcfg, filt, mem, num_iter, max_iter: Optional[in
   """SD-GN steps (Eq. 8) of the filter over the memory (static or masked count)."""
   grid = mem.feats.shape[1]
   label, mask, weight, step, reg = _online_targets(model, variables, tcfg, mem.boxes, grid)
+  eps = model.online_spec.alpha_eps
   if max_iter is None:
     final, _, _ = online_lib.optimize_filter(filt, mem.feats, label, mask, weight,
-                                             mem.weights, step, reg, num_iter)
+                                             mem.weights, step, reg, num_iter, alpha_eps=eps)
     return final
   return online_lib.optimize_filter_masked(filt, mem.feats, label, mask, weight,
-                                           mem.weights, step, reg, num_iter, max_iter)
+                                           mem.weights, step, reg, num_iter, max_iter,
+                                           alpha_eps=eps)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
