@@ -12,6 +12,7 @@ of the *form* (the same keys can also be set with ``--config.model.KEY=...``):
   paper,voting=0                     score voting off (Table 4)
   paper,mu=0.7                       fusion weight (Figure 4)
   paper,norm=group                   GroupNorm instead of BatchNorm (model.norm)
+  paper,backbone=resnet50_dilated    SiamRPN++'s dilated ResNet-50 (Appendix B), 7x7 template
 
 Preset names for the paper's forms are also accepted directly, e.g.
 ``ofc5s``, ``onr``, ``ofr+onc5s``, ``duml`` (= ``paper``), optionally with a
@@ -35,7 +36,8 @@ _SHORT = {"ofr": "OFR", "ofc1s": "OFC-1s", "ofc5s": "OFC-5s",
 
 def _model_config():
   m = ml_collections.ConfigDict()
-  m.backbone = "resnet50"          # resnet50 | resnet18 | tiny
+  m.backbone = "resnet50"          # resnet50 | resnet18 | tiny | resnet50_dilated (pysot's
+                                   # modified ResNet-50, Appendix B's baseline: template_cells 7)
   m.pretrained = ""                # dir written by duml_jax.convert.torch_resnet
   m.frozen_bn = False              # backbone BN always in inference mode
   m.norm = "batch"                 # batch (paper, pysot) | group (GroupNorm: no running
@@ -325,3 +327,6 @@ def _apply_override(c, key, value, arg):
                      f"{sorted(_OVERRIDES)} (other keys: --config.KEY=VALUE)")
   section, field, cast = _OVERRIDES[key]
   c[section][field] = cast(value)
+  if key == "backbone" and value == "resnet50_dilated":
+    # pysot's 7x7 template crop of the 15x15 grid (25x25 score maps, as 8 of 16 gives).
+    c.model.template_cells = 7

@@ -224,9 +224,10 @@ def triangular_basis(dist, num_bins: int, delta: float):
   return rho.at[..., -1].set(last)
 
 
-def box_centre_to_cell(centre_px, stride: int):
-  """Crop-pixel centre (continuous coords) -> feature-cell coordinates (cell j at pixel index s j)."""
-  return (centre_px - 0.5) / stride
+def box_centre_to_cell(centre_px, stride: int, offset: float = 0.):
+  """Crop-pixel centre (continuous coords) -> feature-cell coordinates (cell j at pixel
+  index s j + offset; offset 7 for the dilated ResNet-50)."""
+  return (centre_px - 0.5 - offset) / stride
 
 
 # --------------------------------------------------------------------------
@@ -395,16 +396,18 @@ def residual_functions(spec: OnlineSpec) -> ResidualFunctions:
                            spec.init_step_length, spec.init_filter_reg, spec.min_filter_reg)
 
 
-def online_scores(filt, x_online, crop: Optional[int] = 4):
+def online_scores(filt, x_online, crop: Optional[int] = 4, size: Optional[int] = None):
   """Scores of search features (B, G, G, C) under per-sample filters (B, k, k, C, A).
 
   Returns the map cropped to cells ``[crop, G - crop + 1)`` (32x32 -> [4:29],
   25x25; 40x40 for a 319 search -> 33x33), aligned with the offline grid to
   within one pixel (see `duml_jax/models/duml.py`); ``crop=None`` keeps the
-  full grid.
+  full grid. `size` (default G - 2 crop + 1) gives the window's cells ``[crop, crop +
+  size)``: 25 from cell 3 of the dilated backbone's 31x31 map.
   """
   s = jax.vmap(apply_filter)(x_online, filt)
   if crop is None:
     return s
   g = s.shape[-2]
-  return s[..., crop:g - crop + 1, crop:g - crop + 1, :]
+  n = g - 2 * crop + 1 if size is None else size
+  return s[..., crop:crop + n, crop:crop + n, :]
