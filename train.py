@@ -41,7 +41,7 @@ def main(argv):
   if _MULTIHOST.value or _COORD.value:
     jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
                                process_id=_PID.value)
-  config = config_lib.validate(_CONFIG.value)
+  config = config_lib.validate(_CONFIG.value, training=True)
   if jax.process_index() == 0:
     print(f"{config.name}: {config.num_train_steps} steps on {jax.device_count()} "
           f"{jax.devices()[0].platform} device(s), {jax.process_count()} process(es) -> "

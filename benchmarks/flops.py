@@ -77,11 +77,21 @@ def backbone_conv_flops(arch, size):
   return total
 
 
+def _cost_dict(cost):
+  return cost[0] if isinstance(cost, (list, tuple)) else cost
+
+
+def lowered_cost(fn, *args):
+  """XLA's cost analysis of `jit(fn)` lowered at `args`, without compiling (gpu_suite.py's
+  model FLOPs): {'flops', 'bytes_accessed'}."""
+  cost = _cost_dict(jax.jit(fn).lower(*args).cost_analysis())
+  return {"flops": float(cost.get("flops", float("nan"))),
+          "bytes_accessed": float(cost.get("bytes accessed", float("nan")))}
+
+
 def _flops(fn, *args):
   t0 = time.perf_counter()
-  cost = jax.jit(fn).lower(*args).compile().cost_analysis()
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0]
+  cost = _cost_dict(jax.jit(fn).lower(*args).compile().cost_analysis())
   return {"gflops": round(float(cost.get("flops", float("nan"))) / 1e9, 4),
           "gbytes_accessed": round(float(cost.get("bytes accessed", float("nan"))) / 1e9, 4),
           "compile_s": round(time.perf_counter() - t0, 1)}

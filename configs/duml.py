@@ -16,6 +16,7 @@ of the *form* (the same keys can also be set with ``--config.model.KEY=...``):
                                      (hinge 10, focal 1; default loss=section4: 1, 10)
   paper,data=VYCD                    Appendix D training mix (VYCLG default, VYCD, VYC,
                                      VC; letters of DATASETS, any combination)
+  paper,backbone=resnet50_dilated    SiamRPN++'s dilated ResNet-50 (Appendix B), 7x7 template
 
 Preset names for the paper's forms are also accepted directly, e.g.
 ``ofc5s``, ``onr``, ``ofr+onc5s``, ``duml`` (= ``paper``), optionally with a
@@ -72,7 +73,8 @@ def data_mix(letters, arg=None):
 
 def _model_config():
   m = ml_collections.ConfigDict()
-  m.backbone = "resnet50"          # resnet50 | resnet18 | tiny
+  m.backbone = "resnet50"          # resnet50 | resnet18 | tiny | resnet50_dilated (pysot's
+                                   # modified ResNet-50, Appendix B's baseline: template_cells 7)
   m.pretrained = ""                # dir written by duml_jax.convert.torch_resnet
   m.frozen_bn = False              # backbone BN always in inference mode
   m.norm = "batch"                 # batch (paper, pysot) | group (GroupNorm: no running
@@ -101,6 +103,7 @@ def _model_config():
   on.init_filter_reg = 0.1
   on.min_filter_reg = 1e-3
   on.checkpoint_steps = False      # jax.checkpoint each inner step
+  on.alpha_eps = 0.01              # Eq. 8 damping epsilon (Appendix A: 0.01; DiMP's alpha_eps)
   m.online_cfg = on
   return m
 
@@ -276,6 +279,8 @@ def _tiny(c):
   c.model.online_cfg.label_sigma = 1.0
   c.model.online_cfg.mask_init_radius = 2.0
   c.model.online_cfg.bin_displacement = 0.1
+  # Undamped Eq. 8 (alpha_eps 0), the step the tiny recipe was tuned and measured with.
+  c.model.online_cfg.alpha_eps = 0.0
   c.tracking.search_size = 127
   for name in ("nfs30", "uav123", "lasot"):
     c.tracking.benchmarks[name] = {}
@@ -395,3 +400,6 @@ def _apply_override(c, key, value, arg):
                      "(other keys: --config.KEY=VALUE)")
   section, field, cast = _OVERRIDES[key]
   c[section][field] = cast(value)
+  if key == "backbone" and value == "resnet50_dilated":
+    # pysot's 7x7 template crop of the 15x15 grid (25x25 score maps, as 8 of 16 gives).
+    c.model.template_cells = 7

@@ -15,6 +15,11 @@ NORMS = ("batch", "group")     # model.norm (duml_jax.models.layers.norm_layer)
 ONLINE_LOSSES = ("hinge", "l2")             # loss.online_loss (training.losses)
 ONLINE_REDUCTIONS = ("mean", "sum_cells")   # loss.online_reduction
 JOINT_TEMPLATES = ("mean", "first")         # loss.joint_template (DuML.forward_sequence)
+# model.backbone (duml_jax.models.backbone): interpolated ResNets, and pysot's dilated ResNet-50.
+BACKBONES = ("resnet50", "resnet18", "tiny", "resnet50_dilated")
+# Crop pixel (index) of feature cell 0's centre: 8 j + offset (`backbone.FEATURE_OFFSET`;
+# kept here so that configs need not import the models).
+_FEATURE_OFFSET = {"resnet50_dilated": 7}
 
 
 def num_anchors(form, num_ratios=5):
@@ -51,21 +56,24 @@ def norm_name(model_config):
   return model_config.get("norm", "batch")
 
 
-def validate(c):
+def validate(c, training: bool = False):
   """Rejects contradictory or unknown settings with the offending key named.
+
+  `training` (train.py, `trainer.train`) adds the checks that only matter when the
+  config is trained, such as a randomly initialised backbone held frozen.
 
   Raises:
     errors.ConfigError (a ValueError): the message names the key.
   """
   try:
-    return _validate(c)
+    return _validate(c, training)
   except errors.ConfigError:
     raise
   except ValueError as e:   # a user's setting, not a bug: entry points print it in a line
     raise errors.ConfigError(str(e)) from None
 
 
-def _validate(c):
+def _validate(c, training):
   m = c.model
   if m.offline not in OFFLINE_FORMS:
     raise ValueError(f"model.offline={m.offline!r}; allowed: {OFFLINE_FORMS}")
@@ -74,8 +82,8 @@ def _validate(c):
   if m.offline == "none" and m.online == "none":
     raise ValueError("model.offline and model.online are both 'none': "
                      "a tracker needs at least one localization branch")
-  if m.backbone not in ("resnet50", "resnet18", "tiny"):
-    raise ValueError(f"model.backbone={m.backbone!r}; allowed: resnet50, resnet18, tiny")
+  if m.backbone not in BACKBONES:
+    raise ValueError(f"model.backbone={m.backbone!r}; allowed: {', '.join(BACKBONES)}")
   norm = norm_name(m)
   if norm not in NORMS:
     raise ValueError(f"model.norm={norm!r}; allowed: {NORMS}")
@@ -103,11 +111,16 @@ def _validate(c):
                      f"{c.tracking.context_amount} differ: the tracker must crop the way the "
                      "model was trained")
   t, grid = template_cells(m), online_grid(m, m.exemplar_size)
-  if t < 4 or t % 2 or t > grid:
-    raise ValueError(f"model.template_cells={t} must be even, >= 4 and at most the template "
-                     f"grid ({grid} cells)")
+  if t < 4 or (grid - t) % 2 or t > grid:
+    parity = "odd" if grid % 2 else "even"
+    hint = (" (the dilated backbone: 7, pysot's crop; give template_cells=7 or the "
+            "config arg backbone=resnet50_dilated, which sets it)" if grid % 2 else "")
+    raise ValueError(f"model.template_cells={t} must be {parity} like the template grid "
+                     f"({grid} cells), >= 4 and at most the grid{hint}")
   if (m.search_size - m.exemplar_size) % m.stride:
     raise ValueError("model.search_size - model.exemplar_size must be a multiple of model.stride")
+  if training:
+    _check_training(c)
   return c
 
 
@@ -127,10 +140,33 @@ def _validate_loss_recipe(loss):
                      "(the ATSS threshold needs a standard deviation)")
 
 
+def _check_training(c):
+  """Settings that train without error but not as anyone means them."""
+  freeze = int(c.optim.get("backbone_freeze_epochs", 0)) if "optim" in c else 0
+  if freeze > 0 and not c.model.get("pretrained"):
+    # The paper's recipe freezes an ImageNet backbone; without weights the heads would train
+    # for `freeze` epochs on random, fixed features.
+    raise ValueError(
+        f"optim.backbone_freeze_epochs={freeze} holds the backbone fixed for the first "
+        f"{freeze} epochs, but model.pretrained is empty: that freezes a randomly initialised "
+        "backbone. Give ImageNet weights (--config.model.pretrained=DIR, written by "
+        "python -m duml_jax.convert.torch_resnet) or switch the freeze off explicitly "
+        "(--config.optim.backbone_freeze_epochs=0)")
+
+
+def feature_offset(model_config):
+  """Crop pixel (index) of feature cell 0's centre: 0 for the interpolated backbones (cell j
+  at 8 j), 7 for `resnet50_dilated` (conv1 and layer2's stride-2 convs unpadded)."""
+  return _FEATURE_OFFSET.get(model_config.backbone, 0)
+
+
 def online_grid(model_config, search_size=None):
   """Cells of the stride-8 feature grid of a crop: 32 for a 255 search, 40 for 319 (16 for
-  the 127 template)."""
+  the 127 template); 31, 39 (15) with the dilated backbone."""
   s = model_config.search_size if search_size is None else search_size
+  off = feature_offset(model_config)
+  if off:
+    return (s - off) // model_config.stride
   return s // model_config.stride + 1
 
 

@@ -463,3 +463,118 @@ def test_max_pool_value_and_gradient_equal_flax_max_pool(shape, k, stride, pad):
     tan = jnp.asarray(rng.randn(*shape), jnp.float32)      # forward mode too
     np.testing.assert_allclose(jax.jvp(lambda a: backbone.max_pool(a, k, stride, pad), (x,), (tan,))[1],
                                jax.jvp(ref, (x,), (tan,))[1], rtol=1e-6, atol=1e-6)
+
+
+# ------------------------------------------- dilated ResNet-50 (Appendix B) --
+
+def _torch_dilated_resnet50():
+  """pysot's `resnet_atrous` ResNet-50 (anchors.md 2.2) in torch, torchvision key names."""
+  torch = pytest.importorskip('torch', reason=_TORCH_REASON)
+  nn = torch.nn
+
+  class Bottle(nn.Module):
+
+    def __init__(self, inplanes, planes, stride, dilation, downsample):
+      super().__init__()
+      padding = 2 - stride
+      if downsample is not None and dilation > 1:   # first block of a dilated layer
+        dilation = dilation // 2
+        padding = dilation
+      if dilation > 1:
+        padding = dilation
+      self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(planes)
+      self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding, dilation=dilation, bias=False)
+      self.bn2 = nn.BatchNorm2d(planes)
+      self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+      self.bn3 = nn.BatchNorm2d(planes * 4)
+      self.relu = nn.ReLU()
+      self.downsample = downsample
+
+    def forward(self, x):
+      y = self.relu(self.bn1(self.conv1(x)))
+      y = self.relu(self.bn2(self.conv2(y)))
+      y = self.bn3(self.conv3(y))
+      return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+  class Net(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.conv1 = nn.Conv2d(3, 64, 7, 2, 0, bias=False)
+      self.bn1 = nn.BatchNorm2d(64)
+      self.relu = nn.ReLU()
+      self.maxpool = nn.MaxPool2d(3, 2, 1)
+      inplanes = 64
+      for i, (n, stride, dil) in enumerate(zip((3, 4, 6, 3), (1, 2, 1, 1), (1, 1, 2, 4))):
+        planes = 64 * 2**i
+        if stride == 1 and dil == 1:
+          ds = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 1, stride, bias=False),
+                             nn.BatchNorm2d(planes * 4))
+        else:
+          dd, pad = (dil // 2, dil // 2) if dil > 1 else (1, 0)
+          ds = nn.Sequential(nn.Conv2d(inplanes, planes * 4, 3, stride, pad, dilation=dd,
+                                       bias=False), nn.BatchNorm2d(planes * 4))
+        blocks = [Bottle(inplanes, planes, stride, dil, ds)]
+        inplanes = planes * 4
+        blocks += [Bottle(inplanes, planes, 1, dil, None) for _ in range(n - 1)]
+        setattr(self, f'layer{i + 1}', nn.Sequential(*blocks))
+
+    def forward(self, x):
+      x = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+      f2 = self.layer2(x)
+      f3 = self.layer3(f2)
+      return f2, f3, self.layer4(f3)
+
+  torch.manual_seed(0)
+  net = Net()
+  with torch.no_grad():
+    for m in net.modules():
+      if isinstance(m, nn.BatchNorm2d):
+        m.weight.uniform_(0.5, 1.5)
+        m.bias.normal_(0.0, 0.1)
+        m.running_mean.normal_(0.0, 0.1)
+        m.running_var.uniform_(0.5, 1.5)
+  return net.eval()
+
+
+@pytest.mark.parametrize('size,grid', [(127, 15), (255, 31), (319, 39)])
+def test_dilated_resnet50_keeps_the_stride8_grid(size, grid):
+  model = backbone.build_backbone('resnet50_dilated')
+  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  out = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x,
+                                                        train=False)[0], x)
+  assert [o.shape for o in out] == [(1, grid, grid, c) for c in (512, 1024, 2048)]
+  assert backbone.feature_grid('resnet50_dilated', size) == grid
+  assert backbone.feature_channels('resnet50_dilated') == (512, 1024, 2048)
+
+
+def test_dilated_resnet50_equals_pysots_resnet_atrous_in_torch():
+  # Every dilated block (layer3 at rate 1 then 2, layer4 at 2 then 4), the unpadded stem
+  # and the 3x3 projections, on small random weights.
+  torch = pytest.importorskip('torch', reason=_TORCH_REASON)
+  net = _torch_dilated_resnet50()
+  variables = torch_resnet.convert_state_dict(_numpy_state_dict(net), 'resnet50_dilated')
+  x = np.random.default_rng(0).uniform(0, 255, size=(1, 71, 71, 3)).astype(np.float32)
+  x_norm = np.array(backbone.normalize_image(x))
+  with torch.no_grad():
+    want = [t.numpy().transpose(0, 2, 3, 1)
+            for t in net(torch.from_numpy(x_norm.transpose(0, 3, 1, 2)))]
+  got = backbone.build_backbone('resnet50_dilated').apply(variables, jnp.asarray(x),
+                                                          train=False)
+  assert [g.shape[1] for g in got] == [8, 8, 8] == [w.shape[1] for w in want]
+  for g, w in zip(got, want):
+    scale = float(np.abs(w).max())
+    np.testing.assert_allclose(np.asarray(g) / scale, w / scale, atol=1e-4)
+
+
+def test_torchvision_weights_load_into_the_dilated_backbone():
+  pytest.importorskip('torch', reason=_TORCH_REASON)
+  sd = _numpy_state_dict(_torch_resnet('resnet50'))
+  v = torch_resnet.convert_state_dict(sd, 'resnet50_dilated')
+  k = v['params']['layer3_0']['downsample_conv']['kernel']          # (3, 3, 512, 1024)
+  assert k.shape == (3, 3, 512, 1024)
+  np.testing.assert_array_equal(k[1, 1], sd['layer3.0.downsample.0.weight'][:, :, 0, 0].T)
+  assert not np.any(k[0]) and not np.any(k[:, 2])
+  np.testing.assert_array_equal(v['params']['layer3_1']['conv2']['kernel'],
+                                sd['layer3.1.conv2.weight'].transpose(2, 3, 1, 0))

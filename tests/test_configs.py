@@ -1,5 +1,9 @@
 """Configs: every form of the paper as data; clear errors for bad settings."""
 import itertools
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -40,6 +44,20 @@ def test_paper_defaults_and_switches():
   assert not v.tracking.score_voting and v.tracking.mu == 0.7
   assert v.loss.ofc_assigner == "atss_min_l2" and v.loss.ofr_loss == "FC_RG"
   assert duml_config.get_config("resnet18").model.backbone == "resnet18"
+
+
+def test_eq8_damping_is_the_papers_in_paper_and_off_in_tiny():
+  from duml_jax.models import duml as duml_lib  # pylint: disable=import-outside-toplevel
+  from duml_jax.models import duml_nano  # pylint: disable=import-outside-toplevel
+  paper, tiny = duml_config.get_config("paper"), duml_config.get_config("tiny")
+  assert paper.model.online_cfg.alpha_eps == 0.01 and tiny.model.online_cfg.alpha_eps == 0.0
+  assert duml_lib.build_model(paper.model).online_spec.alpha_eps == 0.01
+  assert duml_nano.NANO_ONLINE_SPEC.alpha_eps == 0.0      # DuML-nano unchanged
+  # A config saved before the key existed builds the undamped step.
+  old = paper.model.to_dict()
+  del old["online_cfg"]["alpha_eps"]
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  assert duml_lib.build_model(ml_collections.ConfigDict(old)).online_spec.alpha_eps == 0.0
 
 
 def test_derived_values_follow_overrides():
@@ -140,3 +158,31 @@ def test_appendix_d_data_mixes():
   assert all(name in builders.BUILDERS for name, _ in table.values())
   # tiny keeps its synthetic data unless a mix is asked for.
   assert [d.name for d in duml_config.get_config("tiny").data.datasets] == ["synthetic"]
+
+
+def test_training_refuses_a_frozen_random_backbone():
+  # The paper preset freezes the backbone for 10 epochs: meant for ImageNet weights.
+  c = duml_config.get_config("paper")
+  assert c.optim.backbone_freeze_epochs == 10 and not c.model.pretrained
+  config_lib.validate(c)                      # evaluation / inspection: fine
+  with pytest.raises(ValueError, match=r"optim.backbone_freeze_epochs=10.*model.pretrained"):
+    config_lib.validate(c, training=True)
+  c.unlock()
+  c.model.pretrained = "/some/converted_resnet50"
+  config_lib.validate(c, training=True)
+  c.model.pretrained = ""
+  c.optim.backbone_freeze_epochs = 0          # switched off explicitly: trains it all
+  config_lib.validate(c, training=True)
+  config_lib.validate(duml_config.get_config("tiny"), training=True)
+
+
+def test_train_py_refuses_paper_without_weights_at_once(tmp_path):
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  t0 = time.perf_counter()
+  r = subprocess.run([sys.executable, "train.py", "--config=configs/duml.py:paper",
+                      f"--workdir={tmp_path / 'w'}"], cwd=root, capture_output=True, text=True,
+                     timeout=120, env=dict(os.environ, JAX_PLATFORMS="cpu"), check=False)
+  assert r.returncode != 0
+  assert "model.pretrained" in r.stderr and "optim.backbone_freeze_epochs" in r.stderr
+  assert not (tmp_path / "w").exists()         # refused before anything was built or written
+  assert time.perf_counter() - t0 < 60

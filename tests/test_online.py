@@ -40,6 +40,38 @@ def test_step_length_is_closed_form_on_a_quadratic_by_hand():
   np.testing.assert_allclose(loss, 0.5 * (v * (x * f - y)) ** 2 + 0.5 * lam * f * f, rtol=1e-6)
 
 
+def test_damped_step_is_closed_form_on_a_quadratic_by_hand():
+  # Eq. 8 with the paper's epsilon (DiMP's alpha_eps): alpha = g^2 / (g^T Q g + eps g^2).
+  # Same 1-D problem as above: g = -8.95, Q = v^2 b x^2 + lam = 9.1, so
+  # alpha = 1 / (9.1 + 0.01) = 1 / 9.11 and f' = 0.5 + 8.95 / 9.11 = 1.482436...
+  x, f, y, v, b, lam, eps = 2.0, 0.5, 3.0, 1.5, 1.0, 0.1, 0.01
+  args = (jnp.full((1, 1, 1, 1), f), jnp.full((1, 1, 1, 1), x), jnp.full((1, 1, 1, 1), y),
+          jnp.ones((1, 1, 1, 1)), jnp.full((1, 1, 1, 1), v), jnp.full((1,), b))
+  new, alpha, _ = online.sd_gn_step(*args, 1.0, lam, alpha_eps=eps)
+  np.testing.assert_allclose(alpha, 1. / 9.11, rtol=1e-6)
+  np.testing.assert_allclose(new[0, 0, 0, 0], 0.5 + 8.95 / 9.11, rtol=1e-6)
+  # The damped step falls short of the minimiser f* = 9 / 9.1 (what eps = 0 reaches).
+  assert 0.5 + 8.95 / 9.11 < 0.5 + 8.95 / 9.1
+  undamped, alpha0, _ = online.sd_gn_step(*args, 1.0, lam)
+  np.testing.assert_allclose(alpha0, 1. / 9.1, rtol=1e-6)
+
+
+def test_damping_reaches_the_scan_and_the_masked_loop():
+  filt, feats, label, mask, weight, beta = _problem(jax.random.PRNGKey(4), linear=True)
+  eps = 0.5
+  want = filt
+  for _ in range(3):
+    want, _, _ = online.sd_gn_step(want, feats, label, mask, weight, beta, 1.0, 0.05, eps)
+  final, _, _ = online.optimize_filter(filt, feats, label, mask, weight, beta, 1.0, 0.05, 3,
+                                       alpha_eps=eps)
+  masked = online.optimize_filter_masked(filt, feats, label, mask, weight, beta, 1.0, 0.05,
+                                         3, 5, alpha_eps=eps)
+  np.testing.assert_allclose(final, want, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(masked, want, rtol=1e-5, atol=1e-7)
+  plain, _, _ = online.optimize_filter(filt, feats, label, mask, weight, beta, 1.0, 0.05, 3)
+  assert np.abs(np.asarray(plain) - np.asarray(want)).max() > 1e-4
+
+
 def test_alpha_is_the_exact_line_minimiser_on_a_random_quadratic():
   filt, feats, label, mask, weight, beta = _problem(jax.random.PRNGKey(0), linear=True)
   reg = 0.05

@@ -90,7 +90,9 @@ def convert_state_dict(state_dict: Mapping[str, Any], arch: str = 'resnet50'
 
   Args:
     state_dict: torch key -> array (numpy, or anything `np.asarray` accepts).
-    arch: 'resnet50', 'resnet18' or 'tiny' (see `backbone.build_backbone`).
+    arch: 'resnet50', 'resnet18', 'tiny' or 'resnet50_dilated' (see
+      `backbone.build_backbone`; torchvision's resnet50 weights load into the dilated
+      network too, its 3x3 projections taking the 1x1 kernels at their centre).
 
   Returns:
     {'params': ..., 'batch_stats': ...} for `backbone.build_backbone(arch)`,
@@ -116,6 +118,11 @@ def convert_state_dict(state_dict: Mapping[str, Any], arch: str = 'resnet50'
       value = value.transpose(2, 3, 1, 0)
     seen.add(path)
     want = tuple(expected[path].shape)
+    if (path[-2] == 'downsample_conv' and value.shape[:2] == (1, 1)
+        and want[:2] == (3, 3) and value.shape[2:] == want[2:]):
+      # resnet50_dilated's 3x3 projections of layers 2-4 (pysot): torchvision's 1x1 kernel
+      # at the centre tap, the rest zero (an initialisation, not pysot's ImageNet weights).
+      value = np.pad(value, ((1, 1), (1, 1), (0, 0), (0, 0)))
     if value.shape != want:
       mismatched.append(f'{key}: checkpoint {value.shape} (as flax) vs '
                         f'{"/".join(path)} {want}')

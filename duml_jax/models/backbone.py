@@ -43,7 +43,7 @@ FEATURE_STRIDES = (8, 16, 32)
 # Stage names, indexed by `backbone_stage_of`: 0 is the stem (conv1 + bn1).
 STAGE_NAMES = ('conv1', 'layer1', 'layer2', 'layer3', 'layer4')
 
-BACKBONE_NAMES = ('resnet50', 'resnet18', 'tiny')
+BACKBONE_NAMES = ('resnet50', 'resnet18', 'tiny', 'resnet50_dilated')
 
 ModuleDef = Any
 
@@ -293,6 +293,105 @@ class ResNet(nn.Module):
     return (f2, resize_aligned(f3, hw, 2), resize_aligned(f4, hw, 4))
 
 
+class DilatedBottleneck(nn.Module):
+  """pysot's `resnet_atrous` Bottleneck: the 3x3 conv dilated, the projection 3x3 too.
+
+  conv2 and the projection use padding `dilation` at stride 1 ("same") and 0 at stride 2
+  (layer2's first block: pysot's `2 - stride`); the projection (when `project`) is a 1x1
+  conv for layer1 and a 3x3 conv at the block's stride and dilation for layers 2-4. `dilation` here is what the block itself uses (pysot's first
+  block of a dilated layer halves the layer's rate; `DilatedResNet` passes it halved).
+  """
+  filters: int
+  strides: int
+  dilation: int
+  project: bool
+  project_kernel: int
+  conv: ModuleDef
+  norm: ModuleDef
+  expansion = 4
+
+  @nn.compact
+  def __call__(self, x):
+    out_ch = self.filters * self.expansion
+    d = self.dilation
+    pad = d if self.strides == 1 else 0
+    y = self.conv(self.filters, (1, 1), 1, padding='VALID', name='conv1')(x)
+    y = nn.relu(self.norm(name='bn1')(y))
+    y = self.conv(self.filters, (3, 3), self.strides, padding=((pad, pad), (pad, pad)),
+                  kernel_dilation=(d, d), name='conv2')(y)
+    y = nn.relu(self.norm(name='bn2')(y))
+    y = self.conv(out_ch, (1, 1), 1, padding='VALID', name='conv3')(y)
+    y = self.norm(name='bn3')(y)
+    if self.project:
+      k = self.project_kernel
+      x = self.conv(out_ch, (k, k), self.strides,
+                    padding=((pad, pad), (pad, pad)) if k > 1 else 'VALID',
+                    kernel_dilation=(d, d), name='downsample_conv')(x)
+      x = self.norm(name='downsample_bn')(x)
+    return nn.relu(x + y)
+
+
+class DilatedResNet(ResNet):
+  """SiamRPN++'s modified ResNet-50 (pysot `resnet_atrous`, paper Appendix B's baseline).
+
+  conv1 7x7/2 with padding 0, maxpool 3x3/2 pad 1, layer2 at stride 2 with a 3x3 stride-2
+  projection (padding 0), layers 3 and 4 at stride 1 with dilation 2 and 4 (their first
+  block at half the rate). Every layer keeps layer2's stride-8 grid: 15x15 for a 127
+  template, 31x31 for a 255 search, cell k centred on crop pixel 8 k + 7 (`FEATURE_OFFSET`).
+  The model crops the template to 7x7 (pysot's neck) and gets 25x25 score maps, the
+  interpolated network's. Parameter names are torchvision's, as `ResNet`'s; the layer2-4
+  projections are 3x3 here (the converter puts a torchvision 1x1 kernel at their centre).
+  """
+  dilations: Sequence[int] = (1, 1, 2, 4)
+
+  @nn.compact
+  def stages(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+    conv = functools.partial(
+        nn.Conv, use_bias=False, dtype=self.dtype,
+        kernel_init=nn.initializers.variance_scaling(2.0, 'fan_out', 'normal'))
+    layers.check_norm(self.norm)
+    if self.norm == 'group':
+      norm = functools.partial(layers.group_norm, dtype=self.dtype)
+    else:
+      norm = functools.partial(
+          nn.BatchNorm, use_running_average=self.frozen_bn or not train,
+          momentum=0.9, epsilon=1e-5, dtype=self.dtype, axis_name=self.axis_name)
+    x = normalize_image(x).astype(self.dtype)
+    x = conv(self.stem_filters, (7, 7), 2, padding='VALID', name='conv1')(x)
+    x = nn.relu(norm(name='bn1')(x))
+    x = max_pool(x, 3, 2, 1)
+    outputs = []
+    for i, num_blocks in enumerate(self.stage_sizes):
+      rate = self.dilations[i]
+      strides = 2 if i == 1 else 1
+      for j in range(num_blocks):
+        first = j == 0
+        x = DilatedBottleneck(
+            filters=self.num_filters * 2**i, strides=strides if first else 1,
+            dilation=max(rate // 2, 1) if first and rate > 1 else rate,
+            project=first, project_kernel=1 if i == 0 else 3,
+            conv=conv, norm=norm, name=f'layer{i + 1}_{j}')(x)
+      outputs.append(x)
+    return tuple(outputs[1:])
+
+  def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, ...]:
+    """(layer2, layer3, layer4), each (B, G, G, C_K) on the same stride-8 grid (no resize)."""
+    return self.stages(x, train)
+
+
+# Crop pixel (index) of feature cell 0's centre, per backbone: cell k sits at 8 k + offset.
+FEATURE_OFFSET = {'resnet50': 0, 'resnet18': 0, 'tiny': 0, 'resnet50_dilated': 7}
+
+
+def feature_grid(name: str, size: int, stride: int = 8) -> int:
+  """Cells of the stride-8 feature grid of a `size` crop: 32 / 16 for 255 / 127 with the
+  interpolated backbones, 31 / 15 with the dilated one (no padding in conv1 and layer2's
+  stride-2 convs)."""
+  if FEATURE_OFFSET[name]:
+    return (size - FEATURE_OFFSET[name]) // stride
+  return size // stride + 1
+
+
 ResNet18 = functools.partial(ResNet, stage_sizes=(2, 2, 2, 2),
                              block_cls=BasicBlock)
 ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3),
@@ -306,7 +405,11 @@ TinyResNet = functools.partial(ResNet, stage_sizes=(1, 1, 1, 1),
                                block_cls=BasicBlock, num_filters=16,
                                stem_filters=16)
 
-_BUILDERS = {'resnet50': ResNet50, 'resnet18': ResNet18, 'tiny': TinyResNet}
+ResNet50Dilated = functools.partial(DilatedResNet, stage_sizes=(3, 4, 6, 3),
+                                    block_cls=DilatedBottleneck)
+
+_BUILDERS = {'resnet50': ResNet50, 'resnet18': ResNet18, 'tiny': TinyResNet,
+             'resnet50_dilated': ResNet50Dilated}
 
 
 def build_backbone(name: str, frozen_bn: bool = False,
@@ -315,7 +418,7 @@ def build_backbone(name: str, frozen_bn: bool = False,
   """Backbone named by the config key `model.backbone`.
 
   Args:
-    name: one of 'resnet50', 'resnet18', 'tiny'.
+    name: one of 'resnet50', 'resnet18', 'tiny', 'resnet50_dilated'.
     frozen_bn: BatchNorm always in eval mode (running statistics).
     axis_name: data-parallel axis for synchronised BatchNorm statistics.
     dtype: computation dtype.

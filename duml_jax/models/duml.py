@@ -87,6 +87,16 @@ class DuML(nn.Module):
     """First cell of the online window that lines up with the offline score grid."""
     return self.template_cells // 2
 
+  @property
+  def feature_offset(self):
+    """Crop pixel of feature cell 0's centre (7 for the dilated backbone, else 0)."""
+    return backbone_lib.FEATURE_OFFSET[self.backbone_name]
+
+  def online_window(self, grid: int):
+    """(first cell, cells) of the online map window on the offline score grid: the score
+    map has grid - template_cells + 1 cells ([4:29] of 32, [3:28] of the dilated 31)."""
+    return self.online_crop, grid - self.template_cells + 1
+
   def setup(self):
     self.backbone = backbone_lib.build_backbone(
         self.backbone_name, frozen_bn=self.frozen_bn, axis_name=self.axis_name,
@@ -169,7 +179,7 @@ class DuML(nn.Module):
       grid = xf["online"].shape[-2]
       centre = jnp.full(x.shape[:1] + (2,), (grid - 1) / 2., jnp.float32)
       self.residual_maps(centre, grid)   # creates the residual parameters
-      out["online"] = online_lib.online_scores(filt, xf["online"], self.online_crop)
+      out["online"] = online_lib.online_scores(filt, xf["online"], *self.online_window(grid))
     return out
 
   def forward_sequence(self, support_z, support_x, support_centres, query_x,
@@ -228,7 +238,7 @@ class DuML(nn.Module):
     sf = sx["online"]
     sf = sf.reshape((b, s) + sf.shape[1:])                               # (B,S,G,G,D)
     grid = sf.shape[-2]
-    cells = online_lib.box_centre_to_cell(support_centres, self.stride)
+    cells = online_lib.box_centre_to_cell(support_centres, self.stride, self.feature_offset)
     maps, step, reg = self.residual_maps(cells, grid)                    # (B,S,G,G,1)
     label, weight = maps["label"], maps["weight"]
     if support_labels is not None:
@@ -238,14 +248,15 @@ class DuML(nn.Module):
 
     def solve(f0, feats, y, m, v, bt):
       _, iterates, _ = online_lib.optimize_filter(
-          f0, feats, y, m, v, bt, step, reg, num_iter, spec.checkpoint_steps)
+          f0, feats, y, m, v, bt, step, reg, num_iter, spec.checkpoint_steps,
+          alpha_eps=spec.alpha_eps)
       return jnp.concatenate([f0[None], iterates], axis=0)               # (T+1,k,k,D,A)
     filters = jax.vmap(solve)(filt0, sf, label, maps["mask"], weight, beta)
     qo = qf["online"].reshape((b, q) + qf["online"].shape[1:])           # (B,Q,G,G,D)
 
     def scores(fs, xq):   # (T+1,...), (Q,G,G,D) -> (T+1,Q,25,25,A)
       return jax.vmap(lambda f: online_lib.online_scores(
-          jnp.broadcast_to(f, (q,) + f.shape), xq, self.online_crop))(fs)
+          jnp.broadcast_to(f, (q,) + f.shape), xq, *self.online_window(grid)))(fs)
     out["online"] = jax.vmap(scores)(filters, qo)
     return out
 
@@ -267,7 +278,8 @@ def fuse_scores(s_robust, s_accurate, mu):
 def build_model(model_config, axis_name: Optional[str] = None) -> DuML:
   """The `DuML` module of a config's `model` section."""
   oc = model_config.online_cfg
-  spec = OnlineSpec(**{f.name: oc[f.name] for f in dataclasses.fields(OnlineSpec)})
+  # Keys missing from configs saved before they existed keep the spec's default.
+  spec = OnlineSpec(**{f.name: oc[f.name] for f in dataclasses.fields(OnlineSpec) if f.name in oc})
   return DuML(backbone_name=model_config.backbone, neck_channels=model_config.neck_channels,
               offline=model_config.offline, online=model_config.online,
               num_ratios=len(model_config.anchor_ratios), online_spec=spec,

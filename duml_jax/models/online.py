@@ -14,8 +14,10 @@ Notation (single sequence; the model vmaps over the batch):
 Residual (Eq. 7):  r_j = v * sqrt(beta_j) * (m s_j + (1 - m) max(0, s_j) - y)
 Objective:         L(phi) = 1/2 sum_j ||r_j||^2 + lambda/2 ||phi||^2
 Gradient:          g = J^T r + lambda phi
-Step (Eq. 8):      alpha = g^T g / (g^T Q g), Q = J^T J + lambda I
+Step (Eq. 8):      alpha = g^T g / (g^T Q g + eps g^T g), Q = J^T J + lambda I
                    phi <- phi - exp(log_step) * alpha * g
+                   eps (`alpha_eps`, DiMP's form; the paper's Appendix A sets it to 0.01)
+                   damps the step where g^T Q g is small next to g^T g.
 
 `sd_gn_step` computes J^T r with the VJP of the (linear in phi) convolution and
 J g with one more convolution: no explicit Jacobian. `optimize_filter` runs the
@@ -33,7 +35,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-ALPHA_EPS = 1e-8
+# Floor of the step-length denominator (a NaN guard, not the damping `alpha_eps`).
+ALPHA_DEN_MIN = 1e-8
 
 
 # --------------------------------------------------------------------------
@@ -127,8 +130,11 @@ def inner_objective(filt, feats, label, mask, weight, beta, reg):
   return 0.5 * jnp.sum(r * r) + 0.5 * reg * jnp.sum(filt * filt)
 
 
-def sd_gn_step(filt, feats, label, mask, weight, beta, step_length, reg):
-  """One steepest-descent Gauss-Newton step (Eq. 8).
+def sd_gn_step(filt, feats, label, mask, weight, beta, step_length, reg, alpha_eps=0.):
+  """One steepest-descent Gauss-Newton step (Eq. 8), damped by `alpha_eps`.
+
+  alpha = ||g||^2 / max(||J g||^2 + (lambda + alpha_eps) ||g||^2, 1e-8), as DiMP's
+  `DiMPSteepestDescentGN` (alpha_eps 0 there by default, 0.01 in the DuML paper).
 
   Returns:
     (new filter, alpha, objective value before the step).
@@ -140,14 +146,15 @@ def sd_gn_step(filt, feats, label, mask, weight, beta, step_length, reg):
   grad = conv_vjp(sw * dact * r)[0] + reg * filt
   jg = sw * dact * apply_filter(feats, grad)
   gg = jnp.sum(grad * grad)
-  den = jnp.sum(jg * jg) + reg * gg
-  alpha = gg / jnp.maximum(den, ALPHA_EPS)
+  den = jnp.sum(jg * jg) + (reg + alpha_eps) * gg
+  alpha = gg / jnp.maximum(den, ALPHA_DEN_MIN)
   loss = 0.5 * jnp.sum(r * r) + 0.5 * reg * jnp.sum(filt * filt)
   return filt - step_length * alpha * grad, alpha, loss
 
 
 def optimize_filter(filt, feats, label, mask, weight, beta, step_length, reg,
-                    num_iter: int, checkpoint: bool = False, unroll: bool = False):
+                    num_iter: int, checkpoint: bool = False, unroll: bool = False,
+                    alpha_eps=0.):
   """`num_iter` (static) SD-GN steps in a `lax.scan`.
 
   `unroll` unrolls the scan. With `apply_filter` written as contractions the
@@ -160,7 +167,7 @@ def optimize_filter(filt, feats, label, mask, weight, beta, step_length, reg,
     each step (num_iter,).
   """
   def step(f, _):
-    f2, _, loss = sd_gn_step(f, feats, label, mask, weight, beta, step_length, reg)
+    f2, _, loss = sd_gn_step(f, feats, label, mask, weight, beta, step_length, reg, alpha_eps)
     return f2, (f2, loss)
   if checkpoint:
     step = jax.checkpoint(step)
@@ -171,26 +178,26 @@ def optimize_filter(filt, feats, label, mask, weight, beta, step_length, reg,
 
 
 def filter_iterates(filt, feats, label, mask, weight, beta, step_length, reg,
-                    num_iter: int, checkpoint: bool = False):
+                    num_iter: int, checkpoint: bool = False, alpha_eps=0.):
   """phi^(0..T) (T+1, k, k, C, A): the initial filter and its `num_iter` SD-GN iterates.
 
   What the sequence-wise outer loss scores on the query frames (DuML-nano's
   meta-training; the same as `DuML.forward_sequence`'s inner solve).
   """
   _, iterates, _ = optimize_filter(filt, feats, label, mask, weight, beta, step_length, reg,
-                                   num_iter, checkpoint)
+                                   num_iter, checkpoint, alpha_eps=alpha_eps)
   return jnp.concatenate([filt[None], iterates], axis=0)
 
 
 def optimize_filter_masked(filt, feats, label, mask, weight, beta, step_length, reg,
-                           num_iter, max_iter: int, unroll: bool = False):
+                           num_iter, max_iter: int, unroll: bool = False, alpha_eps=0.):
   """Like `optimize_filter` with a traced `num_iter` <= static `max_iter`.
 
   Steps with index >= num_iter leave the filter unchanged; used by the
   tracker, whose iteration count depends on device values.
   """
   def step(f, i):
-    f2, _, _ = sd_gn_step(f, feats, label, mask, weight, beta, step_length, reg)
+    f2, _, _ = sd_gn_step(f, feats, label, mask, weight, beta, step_length, reg, alpha_eps)
     return jnp.where(i < num_iter, f2, f), None
   final, _ = lax.scan(step, filt, jnp.arange(max_iter), unroll=unroll)
   return final
@@ -217,9 +224,10 @@ def triangular_basis(dist, num_bins: int, delta: float):
   return rho.at[..., -1].set(last)
 
 
-def box_centre_to_cell(centre_px, stride: int):
-  """Crop-pixel centre (continuous coords) -> feature-cell coordinates (cell j at pixel index s j)."""
-  return (centre_px - 0.5) / stride
+def box_centre_to_cell(centre_px, stride: int, offset: float = 0.):
+  """Crop-pixel centre (continuous coords) -> feature-cell coordinates (cell j at pixel
+  index s j + offset; offset 7 for the dilated ResNet-50)."""
+  return (centre_px - 0.5 - offset) / stride
 
 
 # --------------------------------------------------------------------------
@@ -377,6 +385,8 @@ class OnlineSpec:
   init_filter_reg: float = ResidualFunctions.init_filter_reg
   min_filter_reg: float = ResidualFunctions.min_filter_reg
   checkpoint_steps: bool = False
+  # Eq. 8's damping epsilon (`sd_gn_step`); 0 = undamped, the value before the key existed.
+  alpha_eps: float = 0.
 
 
 def residual_functions(spec: OnlineSpec) -> ResidualFunctions:
@@ -386,16 +396,18 @@ def residual_functions(spec: OnlineSpec) -> ResidualFunctions:
                            spec.init_step_length, spec.init_filter_reg, spec.min_filter_reg)
 
 
-def online_scores(filt, x_online, crop: Optional[int] = 4):
+def online_scores(filt, x_online, crop: Optional[int] = 4, size: Optional[int] = None):
   """Scores of search features (B, G, G, C) under per-sample filters (B, k, k, C, A).
 
   Returns the map cropped to cells ``[crop, G - crop + 1)`` (32x32 -> [4:29],
   25x25; 40x40 for a 319 search -> 33x33), aligned with the offline grid to
   within one pixel (see `duml_jax/models/duml.py`); ``crop=None`` keeps the
-  full grid.
+  full grid. `size` (default G - 2 crop + 1) gives the window's cells ``[crop, crop +
+  size)``: 25 from cell 3 of the dilated backbone's 31x31 map.
   """
   s = jax.vmap(apply_filter)(x_online, filt)
   if crop is None:
     return s
   g = s.shape[-2]
-  return s[..., crop:g - crop + 1, crop:g - crop + 1, :]
+  n = g - 2 * crop + 1 if size is None else size
+  return s[..., crop:crop + n, crop:crop + n, :]

@@ -240,12 +240,13 @@ def _check(model: DuML, tcfg: TrackingParams):
 
 def _online_targets(model, variables, tcfg, mem_boxes, grid: int):
   """Label, mask, spatial weight (M, G, G, 1|A), step length and regulariser of the samples."""
-  cells = online_lib.box_centre_to_cell(mem_boxes[:, :2], tcfg.stride)
+  offset = getattr(model, "feature_offset", 0)      # 7 for the dilated backbone
+  cells = online_lib.box_centre_to_cell(mem_boxes[:, :2], tcfg.stride, offset)
   # Any model with DuML's `residual_maps` method (DuML, DuMLNano).
   maps, step, reg = model.apply(variables, cells, grid, method=type(model).residual_maps)
   label, weight = maps["label"], maps["weight"]
   if model.online.startswith("ONC"):
-    c = tcfg.stride * (grid // 2) + 0.5      # online cell j sits at crop pixel 8 j + 0.5
+    c = tcfg.stride * (grid // 2) + 0.5 + offset   # online cell j: crop pixel 8 j + 0.5 + offset
     anchors = anchors_lib.anchor_grid(grid, tcfg.stride, tcfg.online_anchor_shapes, (c, c))
     xywh = boxes_lib.cxcywh_to_xywh(mem_boxes)
     lab = jax.vmap(lambda b: labels_lib.onc_labels(
@@ -259,12 +260,14 @@ def _optimise(model, variables, tcfg, filt, mem, num_iter, max_iter: Optional[in
   """SD-GN steps (Eq. 8) of the filter over the memory (static or masked count)."""
   grid = mem.feats.shape[1]
   label, mask, weight, step, reg = _online_targets(model, variables, tcfg, mem.boxes, grid)
+  eps = model.online_spec.alpha_eps
   if max_iter is None:
     final, _, _ = online_lib.optimize_filter(filt, mem.feats, label, mask, weight,
-                                             mem.weights, step, reg, num_iter)
+                                             mem.weights, step, reg, num_iter, alpha_eps=eps)
     return final
   return online_lib.optimize_filter_masked(filt, mem.feats, label, mask, weight,
-                                           mem.weights, step, reg, num_iter, max_iter)
+                                           mem.weights, step, reg, num_iter, max_iter,
+                                           alpha_eps=eps)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))
@@ -504,7 +507,8 @@ def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, f
   heads = model.apply(variables, zf, xf, method=DuML.offline_heads)
   raw = None
   if model.a_on:
-    raw = online_lib.online_scores(state.filter[None], xf["online"], model.online_crop)[0]
+    raw = online_lib.online_scores(state.filter[None], xf["online"],
+                                   *model.online_window(xf["online"].shape[-2]))[0]
   target_wh = state.size * scale_z
   if with_maps:   # + 'view': `localise`'s maps around the state's centre (`track_with_maps`)
     box_crop, lr, score, view = localise(model, tcfg, heads, raw, target_wh, True)

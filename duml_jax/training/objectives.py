@@ -53,7 +53,8 @@ def offline_anchors(model_config, a):
 
 def online_anchors(model_config, a, grid):
   """Anchors on the online grid (cell j at 8 j + 0.5) or its aligned window."""
-  c = config_lib.online_grid(model_config) // 2 * model_config.stride + 0.5
+  c = (config_lib.online_grid(model_config) // 2 * model_config.stride + 0.5
+       + config_lib.feature_offset(model_config))
   return jnp.asarray(anchors_lib.anchor_grid(grid, model_config.stride, _shapes(model_config, a),
                                              centre=(c, c)))
 
@@ -134,7 +135,8 @@ def online_loss(config, scores, query_box):
   """
   m = config.model
   s = scores.shape[-2]
-  first = m.stride * (config_lib.template_cells(m) // 2) + 0.5   # online window cell 0
+  first = (m.stride * (config_lib.template_cells(m) // 2) + 0.5     # online window cell 0
+           + config_lib.feature_offset(m))
   loss_of = functools.partial(losses.online_regression_loss,
                               kind=config.loss.get("online_loss", "hinge"),
                               threshold=config.loss.hinge_threshold,

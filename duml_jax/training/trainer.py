@@ -75,7 +75,7 @@ def _fetch(metrics):
 
 def train(config, workdir):
   """Trains (resuming from `workdir` if it holds checkpoints); returns the final state."""
-  config_lib.validate(config)
+  config_lib.validate(config, training=True)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
   mesh = parallel.make_mesh()
