@@ -60,7 +60,7 @@ def _workspace(root, otb_sample, names, config):
       f"paths = {REPO}\n"
       f"env_{vot_integration.CONFIG_ENV} = {config}\n"
       "env_JAX_PLATFORMS = cpu\n"
-      # The test session's compilation cache (tests/conftest.py) spares the server a compile.
+      # The test run's compilation cache (tests/conftest.py) spares the server a compile.
       f"env_JAX_COMPILATION_CACHE_DIR = {jax.config.jax_compilation_cache_dir}\n"
       "env_JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS = 1\n"
       "timeout = 600\n")
