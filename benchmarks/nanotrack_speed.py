@@ -21,6 +21,11 @@ totals, also per repeat.
 
   python benchmarks/nanotrack_speed.py [--sequence ../shared/data/otb_sample/MotorRolling]
   python benchmarks/nanotrack_speed.py --crop device,host
+  python benchmarks/nanotrack_speed.py --onnx_dir=export/nano   # + cv2 on our exported graphs
+
+``--onnx_dir`` (a ``python -m duml_jax.export --format=onnx`` folder of a
+NanoTrack config) adds ``cv2_export``: cv2.TrackerNano running the graphs
+exported from the JAX model, in the same lockstep.
 """
 import argparse
 import os
@@ -48,6 +53,8 @@ def main():
   ap.add_argument('--version', default='v2')
   ap.add_argument('--frames', type=int, default=0, help='0: all')
   ap.add_argument('--repeats', type=int, default=3)
+  ap.add_argument('--onnx_dir', default=None,
+                  help='also time cv2.TrackerNano on the graphs duml_jax.export wrote here')
   ap.add_argument('--crop', default='device',
                   help=f'comma-separated NanoTracker crop modes to time, of {ntt.CROP_MODES}')
   args = ap.parse_args()
@@ -79,7 +86,12 @@ def main():
 
   params = cv2.TrackerNano_Params()
   params.backbone, params.neckhead = str(onnx['backbone']), str(onnx['head'])
-  names = list(trackers) + ['cv2']
+  exported = None
+  if args.onnx_dir:
+    exported = cv2.TrackerNano_Params()
+    exported.backbone = str(pathlib.Path(args.onnx_dir) / 'nanotrack_backbone.onnx')
+    exported.neckhead = str(pathlib.Path(args.onnx_dir) / 'nanotrack_head.onnx')
+  names = list(trackers) + ['cv2'] + (['cv2_export'] if exported else [])
   times = {k: [] for k in names}
   per_repeat = {k: [] for k in trackers}
   for r in range(args.repeats):
@@ -89,6 +101,10 @@ def main():
       tracker.init(rgb[0], np.array(box, float))
     steps = {k: (lambda i, t=t: t.update(rgb[i])) for k, t in trackers.items()}
     steps['cv2'] = lambda i: ref.update(bgr[i])
+    if exported:
+      ours = cv2.TrackerNano_create(exported)
+      ours.init(bgr[0], box)
+      steps['cv2_export'] = lambda i, o=ours: o.update(bgr[i])
     rep = {k: 0. for k in names}
     for i in range(1, len(paths)):
       first = (i + r) % len(names)     # two trackers: JAX first on even i + r, as before
@@ -117,6 +133,8 @@ def main():
   for k in trackers:
     res[f'{k}_over_cv2'] = round(total[k] / total['cv2'], 3)
     res[f'{k}_over_cv2_per_repeat'] = per_repeat[k]
+  if exported:
+    res['cv2_export_over_cv2'] = round(total['cv2_export'] / total['cv2'], 3)
   if 'jax' in trackers and 'jax_host' in trackers:
     res['jax_host_over_jax'] = round(total['jax_host'] / total['jax'], 3)
   common.finish(res)
