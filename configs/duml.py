@@ -121,6 +121,9 @@ def _tracking_config():
   t.mu_scale_uncertain = 1.0       # mu x this where the online map has a distractor
   t.mu_scale_lost = 1.0            # mu x this where the online peak says "not found"
   t.update_min_score = 0.0         # memory sample only if the fused score is >= this
+  t.mu_scale_disagree = 1.0        # mu x this where the offline score at the online peak
+  t.disagree_threshold = 0.5       # is below this (the offline branch's veto)
+  t.update_min_offline = 0.0       # memory sample only if the offline score there is >= this
   t.centre_from = "box"            # box (paper: regressed / voted) | score_peak (sub-cell peak
                                    # of the penalised score map; size still from the box head)
   t.context_amount = 0.5

@@ -15,6 +15,7 @@ import pytest
 
 from configs import duml as duml_config
 from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import provenance
 from duml_jax.evaluation import writers
 from duml_jax.models import duml
 
@@ -131,6 +132,8 @@ def test_two_processes_equal_one_process_and_resume(tiny, prefixes, reference, t
   done = writers.result_paths(writers.benchmark_format("OTB"), str(out / name),
                               "Freeman1_late")[0]
   os.makedirs(os.path.dirname(done))
+  # The killed run had recorded its settings before its first result (as runner does).
+  provenance.prepare(str(out / name), provenance.settings(c, variables))
   with open(done, "w") as f:
     f.write(reference[1]["Freeman1_late"])
   stamp = os.stat(done).st_mtime_ns

@@ -101,7 +101,7 @@ def _frames(n, hw=(96, 128), seed=0):
 
 def test_stablehlo_tracker_equals_the_python_tracker(tmp_path):
   config, variables = _tiny()
-  frames = _frames(6)
+  frames = _frames(4)
   box = np.array([40., 30., 24., 20.], np.float32)
   export.export_stablehlo(config, variables, tmp_path, frames[0].shape[:2])
   loaded = export.StableHLOTracker(tmp_path)
@@ -111,9 +111,10 @@ def test_stablehlo_tracker_equals_the_python_tracker(tmp_path):
   for frame in frames[1:]:
     state, want, want_score = step(state, frame)
     got, score = loaded.update(frame)
-    # One jit of the whole step fuses differently from the tracker's: float32 round-off only.
-    np.testing.assert_allclose(got, np.asarray(want), atol=0.05)
-    np.testing.assert_allclose(score, float(want_score), atol=1e-3)
+    # One jit of the whole step fuses differently from the tracker's: float32 round-off,
+    # which a random model's feedback loop amplifies ~10x a frame (4e-3 px by frame 5).
+    np.testing.assert_allclose(got, np.asarray(want), atol=2e-3)
+    np.testing.assert_allclose(score, float(want_score), atol=1e-4)
   with pytest.raises(ValueError, match="frame_size"):
     loaded.update(np.zeros((10, 10, 3), np.uint8))
 

@@ -12,6 +12,7 @@ import pytest
 
 from configs import duml as duml_config
 from duml_jax.tracking import duml_nano_tracker as dnt
+from duml_jax.tracking import memory as memory_lib
 from duml_jax.tracking import nanotrack_tracker as ntt
 from duml_jax.tracking import tracker
 
@@ -50,12 +51,17 @@ def test_unknown_calibration_names_the_key():
     dnt.params(dnt.default_config(), mu_scale_lost=2.)
   with pytest.raises(ValueError, match="online_scale"):
     dnt.params(dnt.default_config(), online_norm="affine", online_scale=0.)
+  with pytest.raises(ValueError, match="tracking.update_min_offline"):
+    dnt.params(dnt.default_config(), update_min_offline=1.5)
+  with pytest.raises(ValueError, match="tracking.mu_scale_disagree"):
+    dnt.params(dnt.default_config(), mu_scale_disagree=-1.)
   c = duml_config.get_config("paper")
   with pytest.raises(ValueError, match="tracking.online_norm='minmx'"):
     tracker.tracking_params(c, online_norm="minmx")
   # Every calibration key is a config key of both trackers (--config.tracking.KEY=...).
   for key in ("online_norm", "online_scale", "online_offset", "mu_scale_uncertain",
-              "mu_scale_lost", "update_min_score"):
+              "mu_scale_lost", "update_min_score", "mu_scale_disagree", "disagree_threshold",
+              "update_min_offline"):
     assert key in c.tracking and key in dnt.default_config(), key
 
 
@@ -163,3 +169,43 @@ def test_duml_localise_moves_with_mu_and_calibration():
                               window_influence=0., mu_scale_uncertain=0.)
   box, _, _ = tracker.localise(model, p, heads, jnp.asarray(raw), target)
   assert float(box[0]) == 0.
+
+
+def test_offline_veto_scales_mu_where_the_offline_branch_rejects_the_online_peak():
+  s_acc, raw = _maps()
+  # The online peak sits on NanoTrack's plateau (0.9): no veto, the online peak wins at mu 0.8.
+  assert float(tracker.offline_at_online_peak(s_acc, raw)) == pytest.approx(0.9)
+  p = dnt.params(dnt.default_config(), mu_scale_disagree=0.)
+  normal = jnp.asarray(tracker.FLAG_NORMAL)
+  mu = tracker.fusion_weight(0.8, normal, p, tracker.offline_at_online_peak(s_acc, raw))
+  assert float(mu) == pytest.approx(0.8) and _argmax(dnt.fused_scores(p, s_acc, raw, mu)) == ON
+  # Moved off the plateau (offline 0.02 there < disagree_threshold 0.5): mu 0, NanoTrack's peak.
+  far = np.asarray(raw).copy()
+  far[ON + (0,)], far[2, 2, 0] = 0.2, 0.3
+  far = jnp.asarray(far)
+  assert float(tracker.offline_at_online_peak(s_acc, far)) == pytest.approx(0.02)
+  mu = tracker.fusion_weight(0.8, normal, p, tracker.offline_at_online_peak(s_acc, far))
+  assert float(mu) == 0. and _argmax(dnt.fused_scores(p, s_acc, far, mu)) == OFF
+  # Without the veto (the default, 1) the far online peak wins.
+  q = dnt.params(dnt.default_config())
+  mu = tracker.fusion_weight(0.8, normal, q, tracker.offline_at_online_peak(s_acc, far))
+  assert float(mu) == pytest.approx(0.8) and _argmax(dnt.fused_scores(q, s_acc, far, mu)) == (2, 2)
+  # DuML's (S, S, A) offline map: the best anchor at the online peak's cell.
+  acc3 = jnp.stack([s_acc, 0.5 * s_acc], axis=-1)
+  assert float(tracker.offline_at_online_peak(acc3, far)) == pytest.approx(0.02)
+
+
+def test_memory_gate_on_the_offline_score():
+  p = dnt.params(dnt.default_config(), update_min_offline=0.5)
+  mem = memory_lib.create(jnp.zeros((10, 3, 3, 2)), jnp.ones((10, 4)), 50)
+  raw = jnp.zeros((S, S, 1)).at[5, 5, 0].set(1.)          # a clear online peak: flag normal
+  args = (mem, jnp.ones((3, 3, 2)), raw, jnp.asarray([32., 32.]), jnp.asarray([1., 2., 3., 4.]),
+          jnp.asarray(1, jnp.int32), jnp.float32(0.9))
+  kept, flag, _ = tracker.online_record(p, *args, jnp.float32(0.6))
+  dropped, _, _ = tracker.online_record(p, *args, jnp.float32(0.4))
+  assert int(flag) == tracker.FLAG_NORMAL
+  assert int(kept.count) == 11 and int(dropped.count) == 10
+  np.testing.assert_array_equal(dropped.weights, mem.weights)
+  # 0 (the default) keeps every frame that is not judged lost.
+  free, _, _ = tracker.online_record(dnt.params(dnt.default_config()), *args, jnp.float32(0.))
+  assert int(free.count) == 11

@@ -27,8 +27,11 @@ def test_short_training_loss_falls_and_tracking_beats_keep_first_box(tmp_path):
   workdir = str(tmp_path / "tiny")
   out = train_eval.train_and_evaluate(c, workdir)
 
-  losses = [json.loads(l)["loss"] for l in open(os.path.join(workdir, "metrics.jsonl"))]
-  assert len(losses) == STEPS // 10 and np.all(np.isfinite(losses))
+  rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+  # Step 1 (the loss terms at initialisation), then every 10th step.
+  assert [r["step"] for r in rows] == [1] + list(range(10, STEPS + 1, 10))
+  losses = [r["loss"] for r in rows]
+  assert np.all(np.isfinite(losses))
   assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
   trackers = out["reports"]["synthetic"]["trackers"]

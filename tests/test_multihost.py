@@ -184,8 +184,7 @@ def _tiny_worker(process_id: int, port: int, root: str) -> None:
   from duml_jax.training import trainer
 
   assert jax.process_count() == 2 and jax.local_device_count() == 1
-  state = trainer.train_and_evaluate(tiny_config(root), os.path.join(root, "two_processes"))[
-      "state"]
+  state = trainer.train(tiny_config(root), os.path.join(root, "two_processes"))
   # This process's copy of the replicated variables (restoring the checkpoint in the test's
   # one process would need the two-process device layout).
   variables = trainer.eval_variables(state)
@@ -230,8 +229,7 @@ def test_tiny_config_two_processes_equal_two_devices(tmp_path):
 
   assert jax.device_count() == 2
   # The reference first: it also writes the synthetic videos both workers then read.
-  state = trainer.train_and_evaluate(tiny_config(str(tmp_path)),
-                                     str(tmp_path / "one_process"))["state"]
+  state = trainer.train(tiny_config(str(tmp_path)), str(tmp_path / "one_process"))
   port = _free_port()
   _run_workers(lambda i: ["--tiny-worker", str(i), str(port), str(tmp_path)], 600)
   ref = {jax.tree_util.keystr(p): np.asarray(v)

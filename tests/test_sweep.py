@@ -105,7 +105,7 @@ def test_traced_split_keeps_shape_fields_static_and_merges_back():
   assert sweep.merge_params(static, traced) == p
   q = tracker_lib.tracking_params(c, window_influence=0.3, update_every=7)
   assert sweep.split_params(q)[0] == static                  # one compiled group
-  assert sweep.split_params(tracker_lib.tracking_params(c, memory_size=9))[0] != static
+  assert sweep.split_params(tracker_lib.tracking_params(c, memory_size=p.memory_size + 1))[0] != static
   stacked = sweep.stack_traced([traced, sweep.split_params(q)[1]])
   assert stacked["update_every"].dtype == np.int32 and stacked["lr"].dtype == np.float32
   np.testing.assert_allclose(stacked["window_influence"], [p.window_influence, 0.3])

@@ -67,7 +67,8 @@ import numpy as np
 
 from duml_jax.data import frames as frames_lib
 from duml_jax.evaluation import evaluate_lib
-from duml_jax.evaluation import nano
+from duml_jax.evaluation import families
+from duml_jax.evaluation import progress as progress_lib
 from duml_jax.evaluation import runner
 from duml_jax.evaluation import writers
 from duml_jax.models import duml as duml_lib
@@ -78,7 +79,8 @@ from duml_jax.tracking import tracker as tracker_lib
 TRACED = ("context_amount", "penalty_k", "window_influence", "lr", "min_size", "mu",
           "voting_sigma", "voting_eps", "update_every", "update_lr", "distractor_lr",
           "not_found_threshold", "distractor_threshold", "distractor_window",
-          "onc_pos_iou", "onc_neg_iou")
+          "onc_pos_iou", "onc_neg_iou", "online_scale", "online_offset",
+          "mu_scale_uncertain", "mu_scale_lost", "mu_scale_disagree", "disagree_threshold")
 _INT_TRACED = ("update_every",)
 # SiamRPN post-processing search space of TracKit's tuning scripts (the paper names window
 # influence and penalty_k and says "etc.").
@@ -305,7 +307,7 @@ class _Progress:
     eta = (self.num_frames - self.frames) / fps if fps > 0 else float("inf")
     logging.info("sweep%s: settings x sequences %d/%d, frames %d/%d, %.1f frames/s, ETA %s",
                  what, self.pairs, self.num_pairs, self.frames, self.num_frames, fps,
-                 runner._hms(eta))  # pylint: disable=protected-access
+                 progress_lib.hms(eta))
 
 
 @dataclasses.dataclass
@@ -481,7 +483,7 @@ def run_sweep(config, variables, benchmark, dataset_dir, output_dir, settings: S
               batch_sequences=2, log_every_s=10.0, read_frame=None, plot=True):
   """Scores `settings` (dicts of config.tracking values) on a benchmark; returns the summary
   (also ``output_dir/sweep.json``). Arguments as `evaluate_lib.evaluate_model`."""
-  if nano.is_nano(config):
+  if families.name_of(config) != "duml":
     raise ValueError("the sweep runs DuML configs (tracking/tracker.py); NanoTrack / "
                      "DuML-nano configs are not supported")
   if not settings:

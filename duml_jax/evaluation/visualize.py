@@ -474,44 +474,47 @@ def visualise_sequence(stepper: Stepper, seq, output_dir, frames: Optional[str] 
 
 # -- command line ---------------------------------------------------------------
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Tracker config (as evaluate.py).",
-                                          lock_config=True)
-_CKPT = flags.DEFINE_string("checkpoint", None,
-                            "A train.py workdir (DuML) or a meta_nano workdir (DuML-nano).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-_DATASET = flags.DEFINE_string("dataset_dir", None, "An OTB-layout folder (<Seq>/img, "
-                               "groundtruth_rect.txt).")
-_BENCHMARK = flags.DEFINE_enum("benchmark", "otb", sorted(evaluate_lib.BENCHMARKS),
-                               "Reader of --dataset_dir (and DuML's tracking overrides).")
-_SEQUENCES = flags.DEFINE_list("sequence", [], "Sequences to draw (default: all).")
-_FRAMES = flags.DEFINE_string("frames", None, "first:last 1-based inclusive (default: all).")
-_EVERY = flags.DEFINE_integer("every", 1, "Draw every N-th frame of the range.")
-_OUTPUT = flags.DEFINE_string("output_dir", None, "Where PNGs and MP4s go.")
-_FPS = flags.DEFINE_float("fps", 10., "MP4 frame rate.")
-_MP4 = flags.DEFINE_bool("mp4", True, "Also write <output_dir>/<sequence>.mp4.")
-_PNG_COLORS = flags.DEFINE_integer("png_colors", 0, "0: full-colour PNGs; N: palette of N "
-                                   "colours (smaller files, e.g. 256 for docs/).")
+
+def _define_flags():
+  """Flags, defined only when run as a script (the module is imported next to others)."""
+  config_flags.DEFINE_config_file("config", None, "Tracker config (as evaluate.py).",
+                                  lock_config=True)
+  flags.DEFINE_string("checkpoint", None,
+                      "A train.py workdir (DuML) or a meta_nano workdir (DuML-nano).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  flags.DEFINE_string("dataset_dir", None, "An OTB-layout folder (<Seq>/img, "
+                      "groundtruth_rect.txt).")
+  flags.DEFINE_enum("benchmark", "otb", sorted(evaluate_lib.BENCHMARKS),
+                    "Reader of --dataset_dir (and DuML's tracking overrides).")
+  flags.DEFINE_list("sequence", [], "Sequences to draw (default: all).")
+  flags.DEFINE_string("frames", None, "first:last 1-based inclusive (default: all).")
+  flags.DEFINE_integer("every", 1, "Draw every N-th frame of the range.")
+  flags.DEFINE_string("output_dir", None, "Where PNGs and MP4s go.")
+  flags.DEFINE_bool("mp4", True, "Also write <output_dir>/<sequence>.mp4.")
+  flags.DEFINE_float("fps", 10., "MP4 frame rate.")
+  flags.DEFINE_integer("png_colors", 0, "0: full-colour PNGs; N: palette of N "
+                       "colours (smaller files, e.g. 256 for docs/).")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not (_OUTPUT.value and _DATASET.value):
+  f = flags.FLAGS
+  if not (f.output_dir and f.dataset_dir):
     raise app.UsageError("--output_dir and --dataset_dir are required")
-  config = _CONFIG.value
-  if config is None and not _CKPT.value:
+  if f.config is None and not f.checkpoint:
     raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
-  config, variables = evaluate_lib.resolve(config, _CKPT.value, _STEP.value)
-  stepper = make_stepper(config, variables, _BENCHMARK.value)
-  seqs = evaluate_lib.load_sequences(_BENCHMARK.value, _DATASET.value,
-                                     sequences=_SEQUENCES.value or None)
+  config, variables = evaluate_lib.resolve(f.config, f.checkpoint, f.step)
+  stepper = make_stepper(config, variables, f.benchmark)
+  seqs = evaluate_lib.load_sequences(f.benchmark, f.dataset_dir, sequences=f.sequence or None)
   for seq in seqs:
-    res = visualise_sequence(stepper, seq, _OUTPUT.value, _FRAMES.value, _EVERY.value,
-                             _MP4.value, _FPS.value, png_colors=_PNG_COLORS.value)
-    print(f"{seq.name}: {len(res.pngs)} panels in {os.path.join(_OUTPUT.value, seq.name)}"
+    res = visualise_sequence(stepper, seq, f.output_dir, f.frames, f.every, f.mp4, f.fps,
+                             png_colors=f.png_colors)
+    print(f"{seq.name}: {len(res.pngs)} panels in {os.path.join(f.output_dir, seq.name)}"
           + (f", {res.mp4}" if res.mp4 else "") + f"; mean IoU over frames 1-{len(res.ious)} "
           f"{np.nanmean(res.ious):.3f}")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

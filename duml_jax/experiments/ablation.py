@@ -163,23 +163,27 @@ def _plot(sweep, path):
   plt.close(fig)
 
 
-_WORKROOT = flags.DEFINE_string("workroot", "workdir/ablation", "Where runs and tables go.")
-_STEPS = flags.DEFINE_integer("steps", 600, "Training steps of every form (same budget).")
-_MUS = flags.DEFINE_list("mus", ["0", "0.2", "0.5", "0.7", "0.8", "0.9", "1"], "mu sweep.")
-_OTB = flags.DEFINE_string("otb_dir", "../shared/data/otb_sample", "Real OTB-layout sequences.")
-_SET = flags.DEFINE_multi_string("set", [], "Config overrides KEY=VALUE for every form.")
-_BATCH = flags.DEFINE_integer("batch_sequences", 4, "Sequences tracked at once.")
-_FORMS = flags.DEFINE_list("forms", [], "Forms to train and report (default all of FORMS).")
+def _define_flags():
+  """Flags, defined only when run as a script (the module is imported next to others)."""
+  flags.DEFINE_string("workroot", "workdir/ablation", "Where runs and tables go.")
+  flags.DEFINE_integer("steps", 600, "Training steps of every form (same budget).")
+  flags.DEFINE_list("mus", ["0", "0.2", "0.5", "0.7", "0.8", "0.9", "1"], "mu sweep.")
+  flags.DEFINE_string("otb_dir", "../shared/data/otb_sample", "Real OTB-layout sequences.")
+  flags.DEFINE_multi_string("set", [], "Config overrides KEY=VALUE for every form.")
+  flags.DEFINE_integer("batch_sequences", 4, "Sequences tracked at once.")
+  flags.DEFINE_list("forms", [], "Forms to train and report (default all of FORMS).")
 
 
 def main(argv):
   del argv
-  overrides = dict(kv.split("=", 1) for kv in _SET.value)
-  result = run(_WORKROOT.value, _STEPS.value, [float(m) for m in _MUS.value], _OTB.value,
-               overrides, _BATCH.value, _FORMS.value)
+  overrides = dict(kv.split("=", 1) for kv in flags.FLAGS.set)
+  f = flags.FLAGS
+  result = run(f.workroot, f.steps, [float(m) for m in f.mus], f.otb_dir, overrides,
+               f.batch_sequences, f.forms)
   print(format_table(result))
-  logging.info("written %s", os.path.join(os.path.abspath(_WORKROOT.value), "ablation.md"))
+  logging.info("written %s", os.path.join(os.path.abspath(flags.FLAGS.workroot), "ablation.md"))
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

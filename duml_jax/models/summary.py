@@ -10,7 +10,10 @@ from ml_collections import config_flags
 
 from duml_jax.models import duml
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/duml.py:paper", "Model config.")
+
+def _define_flags():
+  """Flags, defined only when run as a script (the module is imported next to others)."""
+  config_flags.DEFINE_config_file("config", "configs/duml.py:paper", "Model config.")
 
 
 def count_params(params):
@@ -28,7 +31,7 @@ def summarize(model_config):
 
 def main(argv):
   del argv
-  cfg = _CONFIG.value
+  cfg = flags.FLAGS.config
   counts = summarize(cfg.model)
   print(f"DuML {cfg.model.backbone} offline={cfg.model.offline} online={cfg.model.online}")
   for k, n in counts.items():
@@ -36,4 +39,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

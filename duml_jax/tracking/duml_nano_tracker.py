@@ -71,6 +71,9 @@ def default_config():
   c.mu_scale_uncertain = 1.0        # mu x this on online-distractor frames
   c.mu_scale_lost = 1.0             # mu x this on online-not-found frames
   c.update_min_score = 0.0          # memory sample only if the fused score >= this
+  c.mu_scale_disagree = 1.0         # mu x this where NanoTrack's score at the online peak
+  c.disagree_threshold = 0.5        # is below this (the offline branch's veto)
+  c.update_min_offline = 0.0        # memory sample only if NanoTrack's score there >= this
   c.memory_size = 50
   c.num_init_samples = 10
   c.init_iters = 10
@@ -205,8 +208,9 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
   crop_scale = cfg.instance_size / s_x
   target_wh = state.nano.size * crop_scale
   # The online branch's own confidence (DiMP's flags) sets this frame's weight.
-  mu = tracker_lib.fusion_weight(mu, tracker_lib.localisation_flag(raw, target_wh, p), p)
   s_accurate = ntt.foreground(cls[0])
+  mu = tracker_lib.fusion_weight(mu, tracker_lib.localisation_flag(raw, target_wh, p), p,
+                                 tracker_lib.offline_at_online_peak(s_accurate, raw))
   score = fused_scores(p, s_accurate, raw, mu)
   best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z)
   flat = score.reshape(-1)
@@ -224,7 +228,7 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
   frame_idx = state.frame + 1
   filt, mem, flag, iters = tracker_lib.online_update(
       model, variables, p, state.filter, state.memory, x_online[0], raw,
-      target_wh, sample_box, frame_idx, flat[best])
+      target_wh, sample_box, frame_idx, flat[best], s_accurate.reshape(-1)[best])
   new = State(nano, filt, mem, frame_idx, state.num_updates + (iters > 0).astype(jnp.int32))
   # Diagnostics: which branch decides the (unpenalised) peak, the online confidence.
   argmax = lambda m: jnp.argmax(m.reshape(-1)).astype(jnp.int32)

@@ -98,6 +98,13 @@ class OnlineSchedule:
   # A frame's sample enters the memory only if its fused score at the chosen box is at
   # least this (0: every frame that is not judged lost, the paper).
   update_min_score: float = 0.0
+  # The offline branch's veto: where its score at the online map's peak cell is below
+  # `disagree_threshold` (the online branch points somewhere the offline one rejects),
+  # mu x mu_scale_disagree on that frame; and a sample enters the memory only if the
+  # offline score at the chosen box is at least update_min_offline (0: no gate).
+  mu_scale_disagree: float = 1.0
+  disagree_threshold: float = 0.5
+  update_min_offline: float = 0.0
   memory_size: int
   num_init_samples: int
   init_iters: int
@@ -324,10 +331,14 @@ def check_schedule(values, where: str):
   norm = values.get("online_norm", "minmax")
   if norm not in ONLINE_NORMS:
     raise ValueError(f"{where}.online_norm={norm!r}; allowed: {', '.join(ONLINE_NORMS)}")
-  for key in ("mu_scale_uncertain", "mu_scale_lost"):
+  for key in ("mu_scale_uncertain", "mu_scale_lost", "mu_scale_disagree"):
     v = float(values.get(key, 1.0))
     if not 0. <= v <= 1.:
       raise ValueError(f"{where}.{key}={v} outside [0, 1] (a factor on mu)")
+  for key in ("disagree_threshold", "update_min_offline"):
+    v = float(values.get(key, 0.0))
+    if not 0. <= v <= 1.:
+      raise ValueError(f"{where}.{key}={v} outside [0, 1] (an offline probability)")
   if norm == "affine" and float(values.get("online_scale", 1.0)) <= 0.:
     raise ValueError(f"{where}.online_scale={values.get('online_scale')} must be > 0 "
                      "(online_norm='affine' would invert or flatten the online map)")
@@ -361,13 +372,25 @@ def calibrate_online(raw, tcfg):
   return normalise_online(raw, tcfg.online_norm, tcfg.online_scale, tcfg.online_offset)
 
 
-def fusion_weight(mu, flag, tcfg):
+def fusion_weight(mu, flag, tcfg, offline_at_online_peak=None):
   """mu of Eq. 1 on this frame: scaled down where the online branch is unsure of
   itself (`localisation_flag` distractor -> mu_scale_uncertain, not found ->
-  mu_scale_lost)."""
+  mu_scale_lost) and where the offline branch rejects the online peak
+  (`offline_at_online_peak` < disagree_threshold -> mu_scale_disagree)."""
   scale = jnp.where(flag == FLAG_NOT_FOUND, tcfg.mu_scale_lost,
                     jnp.where(flag == FLAG_DISTRACTOR, tcfg.mu_scale_uncertain, 1.))
+  if offline_at_online_peak is not None:
+    scale = scale * jnp.where(offline_at_online_peak < tcfg.disagree_threshold,
+                              tcfg.mu_scale_disagree, 1.)
   return mu * scale
+
+
+def offline_at_online_peak(s_accurate, raw):
+  """The offline score (max over anchors) at the cell of the raw online map's peak:
+  (S, S[, A]) and (S, S, A_on) on the same grid."""
+  cell_on = jnp.max(raw, axis=-1).reshape(-1)
+  acc = s_accurate if s_accurate.ndim == 2 else jnp.max(s_accurate, axis=-1)
+  return acc.reshape(-1)[jnp.argmax(cell_on)]
 
 
 def localisation_flag(raw, target_wh_crop, tcfg: TrackingParams):
@@ -395,7 +418,8 @@ def localise(model, tcfg, heads, raw_online, target_wh, with_maps: bool = False)
   s_rob = None if raw_online is None else calibrate_online(raw_online, tcfg)
   mu = tcfg.mu
   if s_rob is not None and s_acc is not None:
-    mu = fusion_weight(mu, localisation_flag(raw_online, target_wh, tcfg), tcfg)
+    mu = fusion_weight(mu, localisation_flag(raw_online, target_wh, tcfg), tcfg,
+                       offline_at_online_peak(s_acc, raw_online))
   fused = jnp.broadcast_to(duml_lib.fuse_scores(s_rob, s_acc, mu), (s, s, a_box))
   anchors = postprocess.anchor_offsets(s, tcfg.stride, tcfg.box_anchor_shapes)
   pred = postprocess.decode_boxes(box_map, anchors)
@@ -425,7 +449,8 @@ def localise(model, tcfg, heads, raw_online, target_wh, with_maps: bool = False)
   return box_crop, lr, flat_score[best]
 
 
-def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx, score=None):
+def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx, score=None,
+                  offline_score=None):
   """Step 4 of the module docstring without the SD-GN steps: flag, memory update, steps due.
 
   Args:
@@ -438,6 +463,8 @@ def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx, sc
     frame_idx: () int32 frames tracked since init, this one included.
     score: () fused score at the chosen box; below `update_min_score` the sample is
       not stored (None: no gate).
+    offline_score: () the offline branch's score at the chosen box; below
+      `update_min_offline` the sample is not stored (None: no gate).
   Returns:
     (memory, flag, iters): iters = SD-GN steps due on this frame (0: none).
   """
@@ -447,6 +474,8 @@ def online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx, sc
   keep = ~not_found
   if score is not None and tcfg.update_min_score > 0.:
     keep = keep & (score >= tcfg.update_min_score)
+  if offline_score is not None and tcfg.update_min_offline > 0.:
+    keep = keep & (offline_score >= tcfg.update_min_offline)
   mem = memory_lib.add(mem, x_online, sample_box, rate, keep,
                        first_frame_samples(tcfg), tcfg.init_samples_min_weight)
   scheduled = (frame_idx % tcfg.update_every) == 0
@@ -467,10 +496,10 @@ def refine(model, variables, tcfg, filt, mem, iters):
 
 
 def online_update(model, variables, tcfg, filt, mem, x_online, raw, target_wh, sample_box,
-                  frame_idx, score=None):
+                  frame_idx, score=None, offline_score=None):
   """`online_record` then `refine`: returns (filter, memory, flag, iters)."""
   mem, flag, iters = online_record(tcfg, mem, x_online, raw, target_wh, sample_box, frame_idx,
-                                   score)
+                                   score, offline_score)
   return refine(model, variables, tcfg, filt, mem, iters), mem, flag, iters
 
 
@@ -510,14 +539,21 @@ def measure(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, f
     raw = online_lib.online_scores(state.filter[None], xf["online"],
                                    *model.online_window(xf["online"].shape[-2]))[0]
   target_wh = state.size * scale_z
-  if with_maps:   # + 'view': `localise`'s maps around the state's centre (`track_with_maps`)
+  # Static: the memory gate on the offline score needs that score at the chosen box.
+  gate = bool(tcfg.update_min_offline > 0. and model.a_off and model.a_on)
+  if with_maps or gate:   # + 'view': `localise`'s maps around the state's centre
     box_crop, lr, score, view = localise(model, tcfg, heads, raw, target_wh, True)
     view.update(centre=state.centre, scale_z=scale_z, s_x=s_x)
-    return {"box_crop": box_crop, "lr": lr, "score": score, "scale_z": scale_z,
-            "target_wh": target_wh, "features": xf, "raw_online": raw, "view": view}
-  box_crop, lr, score = localise(model, tcfg, heads, raw, target_wh)
-  return {"box_crop": box_crop, "lr": lr, "score": score, "scale_z": scale_z,
-          "target_wh": target_wh, "features": xf, "raw_online": raw}
+  else:
+    (box_crop, lr, score), view = localise(model, tcfg, heads, raw, target_wh), None
+  out = {"box_crop": box_crop, "lr": lr, "score": score, "scale_z": scale_z,
+         "target_wh": target_wh, "features": xf, "raw_online": raw}
+  if gate:
+    acc = jnp.broadcast_to(view["accurate"], view["fused"].shape)
+    out["offline_score"] = acc.reshape(-1)[view["best"]]
+  if with_maps:
+    out["view"] = view
+  return out
 
 
 def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, frame,
@@ -540,7 +576,7 @@ def _track(model: DuML, variables, tcfg: TrackingParams, state: TrackerState, fr
     half = tcfg.search_size / 2.
     sample_box = jnp.concatenate([half + (centre - state.centre) * scale_z, size * scale_z])
     mem, flag, iters = online_record(tcfg, mem, xf["online"][0], raw, target_wh, sample_box,
-                                     frame_idx, score)
+                                     frame_idx, score, m.get("offline_score"))
   new_state = state.replace(centre=centre, size=size, filter=filt, memory=mem,
                             frame=frame_idx,
                             num_updates=state.num_updates + (iters > 0).astype(jnp.int32))
