@@ -22,8 +22,12 @@ class OwnInfoOnly(logging.Filter):
     self.root = os.path.join(os.path.abspath(root), "")
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return (record.levelno >= logging.WARNING
-            or os.path.abspath(record.pathname).startswith(self.root))
+    if record.levelno >= logging.WARNING:
+      return True
+    path = os.path.abspath(record.pathname)
+    # README's install puts .venv inside the repository: its packages are not ours.
+    return (path.startswith(self.root)
+            and not {"site-packages", "dist-packages"} & set(path.split(os.sep)))
 
 
 class ShortFormatter(logging.Formatter):

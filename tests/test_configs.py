@@ -36,7 +36,7 @@ def test_paper_defaults_and_switches():
   c = duml_config.get_config("paper")
   assert (c.model.offline, c.model.online, c.tracking.mu) == ("OFC-5s", "ONR", 0.8)
   assert c.tracking.score_voting and c.tracking.voting_sigma == 0.0025
-  assert (c.loss.w_online, c.loss.w_offline, c.loss.w_box, c.loss.w_iou) == (1., 10., 1.2, 1.2)
+  assert (c.loss.w_online, c.loss.w_offline, c.loss.w_box, c.loss.w_iou) == (10., 1., 1.2, 1.2)
   assert (c.loss.atss_topk_5s, c.loss.atss_topk_1s) == (15, 11)
   assert c.tracking.memory_size == 50 and c.tracking.update_every == 20
   assert c.num_train_steps == c.steps_per_epoch * c.optim.num_epochs
@@ -46,11 +46,11 @@ def test_paper_defaults_and_switches():
   assert duml_config.get_config("resnet18").model.backbone == "resnet18"
 
 
-def test_eq8_damping_is_the_papers_in_paper_and_off_in_tiny():
+def test_eq8_damping_is_the_papers_in_paper_and_tiny():
   from duml_jax.models import duml as duml_lib  # pylint: disable=import-outside-toplevel
   from duml_jax.models import duml_nano  # pylint: disable=import-outside-toplevel
   paper, tiny = duml_config.get_config("paper"), duml_config.get_config("tiny")
-  assert paper.model.online_cfg.alpha_eps == 0.01 and tiny.model.online_cfg.alpha_eps == 0.0
+  assert paper.model.online_cfg.alpha_eps == 0.01 and tiny.model.online_cfg.alpha_eps == 0.01
   assert duml_lib.build_model(paper.model).online_spec.alpha_eps == 0.01
   assert duml_nano.NANO_ONLINE_SPEC.alpha_eps == 0.0      # DuML-nano unchanged
   # A config saved before the key existed builds the undamped step.
@@ -129,7 +129,7 @@ def test_eq6_readings_and_recipe_keys():
   assert (s4.loss.w_online, s4.loss.w_offline) == (1., 10.)
   assert (eq6.loss.w_online, eq6.loss.w_offline) == (10., 1.)
   default = duml_config.get_config("tiny")
-  assert (default.loss.w_online, default.loss.w_offline) == (1., 10.)      # section4
+  assert (default.loss.w_online, default.loss.w_offline) == (10., 1.)      # eq6
   assert default.loss.online_loss == "hinge" and default.loss.online_reduction == "mean"
   assert tuple(default.loss.iterate_weights) == (1., 4., 1.)
   assert default.loss.normalise_iterate_weights and default.loss.joint_template == "mean"

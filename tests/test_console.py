@@ -19,6 +19,10 @@ def test_own_info_only():
   assert f.filter(_record(orbax, logging.WARNING))
   # A folder whose name merely starts like the repository's is not inside it.
   assert not f.filter(_record(console.ROOT + "_other/x.py"))
+  # README's install: a virtualenv inside the repository holds other libraries.
+  in_venv = os.path.join(console.ROOT, ".venv", "lib", "python3.12", "site-packages", "orbax",
+                         "checkpoint", "checkpoint_manager.py")
+  assert not f.filter(_record(in_venv))
 
 
 def test_short_format():

@@ -44,3 +44,23 @@ def test_errors_and_reports(tmp_path):
   assert r["differences"] == pytest.approx({"x": 0.2, "y": -0.1})
   with pytest.raises(KeyError, match="'C'"):
     paired.compare_reports(rep, "A", "C")
+
+
+def test_command_line_two_reports_and_errors(tmp_path, capsys):
+  def write(name, tracker, x, y):
+    path = tmp_path / name
+    path.write_text(json.dumps({"trackers": {
+        tracker: {"sequences": {"x": {"success_auc": x}, "y": {"success_auc": y}}},
+        "KeepFirstBox": {"sequences": {"x": {"success_auc": 0.}, "y": {"success_auc": 0.}}}}}))
+    return str(path)
+  a, b = write("a.json", "A", 0.7, 0.4), write("b.json", "B", 0.5, 0.5)
+  r = paired.main([a, b])          # the one tracker of each report besides the baseline
+  assert r["differences"] == pytest.approx({"x": 0.2, "y": -0.1})
+  out = capsys.readouterr().out
+  assert "A - B (success_auc, 2 sequences): +5.00" in out and "worst -10.00 y" in out
+  with pytest.raises(SystemExit, match="no tracker 'C'"):
+    paired.main([a, b, "--tracker_b=C"])
+  with pytest.raises(SystemExit, match="missing.json: cannot read"):
+    paired.main([a, str(tmp_path / "missing.json")])
+  with pytest.raises(SystemExit, match="one report needs two trackers"):
+    paired.main([a])               # one report, one tracker: nothing to pair it with

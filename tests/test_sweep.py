@@ -140,7 +140,7 @@ def vot_sweep(seq_dir, tamed, tmp_path_factory):
 
 def test_vot_sweep_equals_separate_evaluate_runs(vot_sweep, seq_dir, tmp_path):
   c, v, out, summary = vot_sweep
-  assert summary["benchmark"] == "VOT2018" and summary["num_settings"] == 2
+  assert summary["benchmark"] == "otb (vot protocol)" and summary["num_settings"] == 2
   got = summary["settings"]
   for i, values in enumerate(VOT_SETTINGS):
     report = evaluate_lib.evaluate_model(

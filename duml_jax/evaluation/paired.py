@@ -66,3 +66,53 @@ def compare_reports(report, tracker_a: str, tracker_b: str, metric: str = "succe
   """`paired_difference` of two trackers of one evaluate.py report."""
   return paired_difference(report_scores(report, tracker_a, metric),
                            report_scores(report, tracker_b, metric), **kw)
+
+
+def _only_tracker(report, path, skip=("KeepFirstBox",)):
+  """The single non-baseline tracker of a report; an error naming the file otherwise."""
+  names = [n for n in report.get("trackers", {}) if n not in skip]
+  if len(names) != 1:
+    raise SystemExit(f"{path}: name the tracker (--tracker_a / --tracker_b); it has {names}")
+  return names[0]
+
+
+def main(argv=None):
+  """python -m duml_jax.evaluation.paired REPORT_A [REPORT_B] [--tracker_a=...] [--tracker_b=...]"""
+  import argparse  # pylint: disable=import-outside-toplevel
+  p = argparse.ArgumentParser(prog="python -m duml_jax.evaluation.paired",
+                              description="paired per-sequence difference A - B with a "
+                                          "bootstrap interval, from evaluate.py report.json files")
+  p.add_argument("report_a")
+  p.add_argument("report_b", nargs="?", help="default: REPORT_A (two trackers of one report)")
+  p.add_argument("--tracker_a")
+  p.add_argument("--tracker_b")
+  p.add_argument("--metric", default="success_auc")
+  p.add_argument("--resamples", type=int, default=10000)
+  args = p.parse_args(argv)
+  reports = []
+  for path in (args.report_a, args.report_b or args.report_a):
+    try:
+      reports.append(json.loads(pathlib.Path(path).read_text()))
+    except (OSError, ValueError) as e:
+      raise SystemExit(f"{path}: cannot read an evaluate.py report ({e})") from None
+  ta = args.tracker_a or _only_tracker(reports[0], args.report_a)
+  tb = args.tracker_b or _only_tracker(reports[1], args.report_b or args.report_a)
+  if args.report_b is None and ta == tb:
+    raise SystemExit(f"{args.report_a}: one report needs two trackers: name them "
+                     f"(--tracker_a / --tracker_b); it has {sorted(reports[0]['trackers'])}")
+  try:
+    r = paired_difference(report_scores(reports[0], ta, args.metric),
+                          report_scores(reports[1], tb, args.metric),
+                          num_resamples=args.resamples)
+  except (KeyError, ValueError) as e:
+    raise SystemExit(str(e).strip('"')) from None
+  scale = 100.    # every per-sequence metric of a report is a fraction; print points
+  print(f"{ta} - {tb} ({args.metric}, {r['num_sequences']} sequences): "
+        f"{scale * r['mean']:+.2f} [{scale * r['ci_low']:+.2f}, {scale * r['ci_high']:+.2f}] "
+        f"95% bootstrap; wins {r['wins']} / losses {r['losses']} / ties {r['ties']}; "
+        f"worst {scale * r['worst']:+.2f} {r['worst_sequence']}")
+  return r
+
+
+if __name__ == "__main__":
+  main()

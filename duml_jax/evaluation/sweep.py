@@ -65,6 +65,8 @@ from jax.sharding import PartitionSpec as P
 import jax.numpy as jnp
 import numpy as np
 
+from duml_jax import cli
+from duml_jax import console
 from duml_jax.data import frames as frames_lib
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.evaluation import families
@@ -480,9 +482,10 @@ def _check_meta(out_dir, meta):
 
 def run_sweep(config, variables, benchmark, dataset_dir, output_dir, settings: Sequence[Dict],
               *, split=None, sequences=None, protocol=None, settings_per_chunk=35,
-              batch_sequences=2, log_every_s=10.0, read_frame=None, plot=True):
+              batch_sequences=2, log_every_s=10.0, read_frame=None, plot=True, label=None):
   """Scores `settings` (dicts of config.tracking values) on a benchmark; returns the summary
-  (also ``output_dir/sweep.json``). Arguments as `evaluate_lib.evaluate_model`."""
+  (also ``output_dir/sweep.json``). Arguments as `evaluate_lib.evaluate_model`; `label` names
+  the data in the summary and plot (default: the benchmark, with the protocol if given)."""
   if families.name_of(config) != "duml":
     raise ValueError("the sweep runs DuML configs (tracking/tracker.py); NanoTrack / "
                      "DuML-nano configs are not supported")
@@ -491,6 +494,7 @@ def run_sweep(config, variables, benchmark, dataset_dir, output_dir, settings: S
   _, _, overrides = evaluate_lib._bench(benchmark)  # pylint: disable=protected-access
   bench_name = evaluate_lib.run_name(benchmark, split, protocol)
   fmt = writers.benchmark_format(bench_name)
+  label = label or (f"{benchmark} ({protocol} protocol)" if protocol else fmt.name)
   seqs = evaluate_lib.load_sequences(benchmark, dataset_dir, split, sequences)
   runner._check_names(seqs)  # pylint: disable=protected-access
   if fmt.layout != writers.VOT:
@@ -537,7 +541,8 @@ def run_sweep(config, variables, benchmark, dataset_dir, output_dir, settings: S
           {"values": settings[i], **_scalars(result)}, indent=1))
     progress.step(force=True, what=f" chunk {c + 1}/{len(chunks)}")
   return summarise(config, settings, [score_path(first[k]) for k in keys],
-                   fmt, overrides, output_dir, plot=plot, frames_per_s=progress.fps)
+                   fmt, overrides, output_dir, plot=plot, frames_per_s=progress.fps,
+                   label=label)
 
 
 def cumulative_mean(values):
@@ -546,7 +551,7 @@ def cumulative_mean(values):
 
 
 def summarise(config, settings, score_paths, fmt, overrides, output_dir, *, plot=True,
-              frames_per_s=None):
+              frames_per_s=None, label=None):
   """sweep.json, cumulative.png and the best setting from the per-setting scores."""
   entries = []
   for i, (values, path) in enumerate(zip(settings, score_paths)):
@@ -561,7 +566,7 @@ def summarise(config, settings, score_paths, fmt, overrides, output_dir, *, plot
                                      np.nan_to_num(num(e.get(a_key)), nan=-np.inf)))
   metric_keys = [k for k in entries[0] if k not in ("index", "values", "dir", "fps")]
   summary = writers._plain({  # pylint: disable=protected-access
-      "benchmark": fmt.name, "num_settings": len(entries),
+      "benchmark": label or fmt.name, "num_settings": len(entries),
       "mean": {k: float(np.mean([num(e.get(k)) for e in entries])) for k in metric_keys},
       "cumulative": {a_key: cumulative_mean([num(e[a_key]) for e in entries]),
                      r_key: cumulative_mean([num(e[r_key]) for e in entries])},
@@ -577,7 +582,7 @@ def summarise(config, settings, score_paths, fmt, overrides, output_dir, *, plot
     from duml_jax.evaluation import plots  # pylint: disable=g-import-not-at-top
     plots.plot_cumulative([e[a_key] for e in entries], [e[r_key] for e in entries],
                           os.path.join(output_dir, "cumulative.png"), names=(a_key, r_key),
-                          title=f"{len(entries)} tracking settings on {fmt.name}")
+                          title=f"{len(entries)} tracking settings on {label or fmt.name}")
   return summary
 
 
@@ -622,6 +627,7 @@ def _define_flags():
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  console.quiet_other_libraries()
   f = flags.FLAGS
   if not (f.output_dir and f.benchmark):
     raise app.UsageError("--benchmark and --output_dir are required")
@@ -630,8 +636,9 @@ def main(argv):
   if not (f.checkpoint or f.config):
     raise app.UsageError("give --checkpoint (a train.py workdir) and/or --config")
   config, variables = evaluate_lib.config_and_variables(f.config, f.checkpoint, f.step)
-  benchmark, dataset_dir = f.benchmark, f.dataset_dir
+  benchmark, dataset_dir, label = f.benchmark, f.dataset_dir, None
   if benchmark == SYNTHETIC:
+    label = "held-out synthetic" + (f" ({f.protocol} protocol)" if f.protocol else "")
     benchmark = "otb"
     dataset_dir = evaluate_lib.synthetic_eval_dir(
         config, dataset_dir or os.path.join(f.output_dir, "eval_data"))
@@ -645,10 +652,10 @@ def main(argv):
   summary = run_sweep(config, variables, benchmark, dataset_dir, f.output_dir, settings,
                       split=f.split, sequences=f.sequences or None, protocol=f.protocol,
                       settings_per_chunk=f.settings_per_chunk,
-                      batch_sequences=f.batch_sequences)
+                      batch_sequences=f.batch_sequences, label=label)
   print(format_summary(summary))
 
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

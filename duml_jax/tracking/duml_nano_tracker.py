@@ -11,8 +11,9 @@ Per frame (pure jitted functions; `init` / `track`):
    DROL's rule as in the DuML tracker, chosen on real_val: docs/duml_nano.md).
 3. Fusion, paper Eq. 1: ``s = mu s_robust + (1 - mu) s_accurate``
    (`duml.fuse_scores`), mu scaled by ``mu_scale_uncertain`` /
-   ``mu_scale_lost`` on frames the online flags call distractor / not found
-   (`tracker.fusion_weight`; 1 by default).
+   ``mu_scale_lost`` on frames the online flags call distractor / not found,
+   and by ``mu_scale_disagree`` where NanoTrack's score at the online peak is
+   below ``disagree_threshold`` (`tracker.fusion_weight`; 1 by default).
 4. NanoTrack's post-processing on ``s`` (`nanotrack_tracker.select`: scale /
    ratio penalty, cosine window, arg-max) over its decoded boxes; with
    ``score_voting`` the box is the score-voted box of paper Eq. 4-5

@@ -13,8 +13,9 @@ Per frame (paper Section 3.2-3.3 and Appendix A "Tracking Algorithm"):
    ``'peak'``, ``'none'`` and ``'affine'`` are the other calibrations of
    `normalise_online`). mu is scaled by ``mu_scale_uncertain`` /
    ``mu_scale_lost`` on frames the online flag (step 4) calls distractor /
-   not found (`fusion_weight`; 1 = the paper). Uni-modal forms use their one
-   branch.
+   not found, and by ``mu_scale_disagree`` where the offline score at the
+   online peak is below ``disagree_threshold`` (`fusion_weight`; 1 = the
+   paper). Uni-modal forms use their one branch.
 3. SiamRPN++ post-processing (`postprocess`): penalty, Hann window, argmax,
    box decoded with the anchors, score voting (Eq. 4-5, `voting`) or the
    arg-max box, size smoothing, clipping.
