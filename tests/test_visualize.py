@@ -107,7 +107,8 @@ def test_duml_track_with_maps_is_the_normal_path(tiny, duml_normal, jpegs):
   for t in range(1, 5):
     state, out = stepper.step(state, jpegs[t])
     view = out.pop("view")
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-4),
+    # Two jitted programs (fusions differ): float32 agreement, ~1e-3 px after four frames.
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-3),
                  (states[t - 1], outs[t - 1]), (state, out))
     # The maps are the ones the box came from: the voted candidates give its centre,
     # the arg-max index lies in the fused map.
@@ -152,7 +153,7 @@ def test_duml_visualiser_writes_panels_and_mp4(tiny, duml_normal, seq, tmp_path)
   assert lines and "Square" in lines[-1]
   # The same boxes as the normal path.
   want = np.array([o["box"] for o in duml_normal[1][:4]])
-  np.testing.assert_allclose(res.boxes[1:], want, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(res.boxes[1:], want, rtol=1e-4, atol=1e-3)
   assert res.boxes.shape == (5, 4) and res.ious[0] == pytest.approx(1.)
   # Frame 1 has no maps (init); later panels differ from it (maps drawn).
   first, third = cv2.imread(res.pngs[0]), cv2.imread(res.pngs[1])
