@@ -76,7 +76,9 @@ def _nano_graphs(config, variables, family):
   from duml_jax.models import online as online_lib   # pylint: disable=import-outside-toplevel
   version = config.tracking.nanotrack.version
   nano = variables if family == "nanotrack" else dn.nanotrack_variables(variables)
-  backbone, head = nt.build(version)
+  # One ONNX Conv per conv layer: the JAX tracker's shifted multiply-adds would export as
+  # thousands of Slice / Mul / shape ops, ~12x slower under OpenCV's DNN (RESULTS.md).
+  backbone, head = nt.build(version, conv_impl="lax")
   t = config.tracking.nanotrack
   zf = jax.eval_shape(lambda z: backbone.apply(nano["backbone"], z),
                       jax.ShapeDtypeStruct((1, t.exemplar_size, t.exemplar_size, 3), jnp.float32))

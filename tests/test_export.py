@@ -74,6 +74,13 @@ def test_duml_nano_onnx_graphs_and_cv2_tracker_nano(tmp_path, otb_sample):
   assert {"nanotrack_backbone", "nanotrack_head", "online_features", "online_scores"} <= set(
       graphs)
 
+  # One Conv per conv layer, not thousands of shifted slices (12x slower under OpenCV).
+  import onnx   # pylint: disable=import-outside-toplevel
+  for name, max_nodes, min_convs in (("nanotrack_backbone", 300, 24), ("nanotrack_head", 250, 30)):
+    ops = [n.op_type for n in onnx.load(str(tmp_path / f"{name}.onnx")).graph.node]
+    assert len(ops) <= max_nodes and ops.count("Conv") >= min_convs, (name, len(ops))
+    assert ops.count("Slice") <= 4, name
+
   nano_config, nano_variables = _nano("nanotrack")
   params = cv2.TrackerNano_Params()
   params.backbone = str(tmp_path / "nanotrack_backbone.onnx")

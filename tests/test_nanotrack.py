@@ -77,6 +77,31 @@ def test_tap_conv_equals_dense_conv(stride, k):
   np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize('version', ['v1', 'v2'])
+def test_lax_conv_form_equals_the_tracker_form(version):
+  """build(conv_impl='lax') (one convolution per layer, what export uses) computes the same
+  backbone and head as the shifted multiply-adds the tracker runs, batch 1 and 2."""
+  v = nt.init_variables(jax.random.PRNGKey(0), version)
+  v = jax.tree.map(lambda a: a + 0.01, v)      # non-zero biases
+  (b0, h0), (b1, h1) = nt.build(version), nt.build(version, conv_impl='lax')
+  assert (b1.conv_impl, h1.conv_impl) == ('lax', 'lax')
+  for batch in (1, 2):
+    keys = jax.random.split(jax.random.PRNGKey(batch), 2)
+    z_img = jax.random.uniform(keys[0], (batch, 127, 127, 3)) * 255
+    x_img = jax.random.uniform(keys[1], (batch, 255, 255, 3)) * 255
+    z, x = b0.apply(v['backbone'], z_img), b0.apply(v['backbone'], x_img)
+    np.testing.assert_allclose(b1.apply(v['backbone'], x_img), x, rtol=1e-5, atol=1e-4)
+    for got, want in zip(h1.apply(v['head'], z, x), h0.apply(v['head'], z, x)):
+      np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+  # The stacked (N, ...) depthwise form too, and a wrong name is refused.
+  xs = jax.random.normal(jax.random.PRNGKey(3), (2, 1, 9, 9, 4))
+  ks = jax.random.normal(jax.random.PRNGKey(4), (2, 3, 3, 1, 4))
+  np.testing.assert_allclose(nt.depthwise_conv(xs, ks, 2, 'lax'), nt.depthwise_conv(xs, ks, 2),
+                             atol=1e-5)
+  with pytest.raises(ValueError, match="conv impl 'fast'"):
+    nt.depthwise_conv(xs, ks, 1, 'fast')
+
+
 def test_pixelwise_xcorr_by_hand():
   z = jnp.arange(2 * 2 * 3, dtype=jnp.float32).reshape(1, 2, 2, 3)
   x = jnp.ones((1, 3, 3, 3)).at[0, 1, 2].set(jnp.array([1., 0., -1.]))

@@ -130,19 +130,48 @@ def _shifted(x, k, stride):
                      j:j + stride * (wo - 1) + 1:stride, :]
 
 
-def depthwise_conv(x, kernel, stride=1):
-  """Depthwise k x k conv (padding k // 2, no bias) as k*k shifted multiply-adds.
+def depthwise_conv(x, kernel, stride=1, impl='taps'):
+  """Depthwise k x k conv (padding k // 2, no bias).
 
   Args:
     x: (..., H, W, C).
     kernel: (k, k, 1, C), or (N, k, k, 1, C) for x of shape (N, ..., H, W, C):
       N stacked layers with their own kernels, computed as one operation.
+    impl: 'taps' (k*k shifted multiply-adds, fast under XLA CPU) or 'lax' (one grouped
+      convolution: what exported graphs want, a single ONNX Conv per layer).
   """
+  if impl == 'lax':
+    return _grouped_conv(x, kernel, stride)
+  if impl != 'taps':
+    raise ValueError(f"conv impl {impl!r}: choose 'taps' or 'lax'")
   y = 0.
   for i, j, view in _shifted(x, kernel.shape[-4], stride):
     tap = kernel[..., i, j, 0, :]
     y = y + view * tap.reshape(tap.shape[:-1] + (1,) * (x.ndim - tap.ndim) + tap.shape[-1:])
   return y
+
+
+def _grouped_conv(x, kernel, stride):
+  """`depthwise_conv` as lax.conv_general_dilated with one group per channel; stacked
+  layers (N leading on x and kernel) become N * C groups."""
+  k = kernel.shape[-4]
+  p = k // 2
+  lead = x.shape[:-3]
+  if kernel.ndim == 5:                       # (N, k, k, 1, C), x (N, B..., H, W, C)
+    n = kernel.shape[0]
+    xb = jnp.moveaxis(x.reshape((n, -1) + x.shape[-3:]), 0, -2)   # (B, H, W, N, C)
+    xb = xb.reshape(xb.shape[:3] + (-1,))
+    kb = jnp.moveaxis(kernel, 0, -2).reshape((k, k, 1, -1))
+  else:
+    xb = x.reshape((-1,) + x.shape[-3:])
+    kb = kernel
+  y = jax.lax.conv_general_dilated(
+      xb, kb, (stride, stride), ((p, p), (p, p)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=xb.shape[-1], precision=jax.lax.Precision.HIGHEST)
+  if kernel.ndim == 5:
+    y = jnp.moveaxis(y.reshape(y.shape[:3] + (n, -1)), -2, 0)      # (N, B, Ho, Wo, C)
+    return y.reshape(lead + y.shape[-3:])
+  return y.reshape(lead + y.shape[-3:])
 
 
 class DepthwiseConv(nn.Module):
@@ -155,12 +184,13 @@ class DepthwiseConv(nn.Module):
   kernel_size: int
   stride: int = 1
   use_bias: bool = True
+  impl: str = 'taps'               # see `depthwise_conv`
 
   @nn.compact
   def __call__(self, x):
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, 1, c))
-    y = depthwise_conv(x, kernel, self.stride)
+    y = depthwise_conv(x, kernel, self.stride, self.impl)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (c,))
     return y
@@ -177,12 +207,18 @@ class TapConv(nn.Module):
   features: int
   kernel_size: int
   stride: int = 1
+  impl: str = 'taps'               # 'lax': one convolution (exported graphs)
 
   @nn.compact
   def __call__(self, x):
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, c, self.features))
     y = self.param('bias', nn.initializers.zeros, (self.features,))
+    if self.impl == 'lax':
+      p = k // 2
+      return y + jax.lax.conv_general_dilated(
+          x, kernel, (self.stride, self.stride), ((p, p), (p, p)),
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=jax.lax.Precision.HIGHEST)
     for i, j, view in _shifted(x, k, self.stride):
       for ci in range(c):
         y = y + view[..., ci:ci + 1] * kernel[i, j, ci]
@@ -209,6 +245,7 @@ class InvertedResidual(nn.Module):
   Residual when stride 1 and input channels == output channels.
   """
   spec: BlockSpec
+  conv_impl: str = 'taps'
 
   @nn.compact
   def __call__(self, x):
@@ -218,12 +255,12 @@ class InvertedResidual(nn.Module):
     y = x
     if s.expand != cin:
       y = act(_conv(s.expand, 1, name='expand')(y))
-      y = DepthwiseConv(s.kernel, s.stride, name='dw')(y)
+      y = DepthwiseConv(s.kernel, s.stride, impl=self.conv_impl, name='dw')(y)
       if s.squeeze:
         y = SqueezeExcite(s.squeeze, name='se')(y)
       y = act(y)
     else:
-      y = act(DepthwiseConv(s.kernel, s.stride, name='dw')(y))
+      y = act(DepthwiseConv(s.kernel, s.stride, impl=self.conv_impl, name='dw')(y))
       if s.squeeze:
         y = SqueezeExcite(s.squeeze, name='se')(y)
     y = _conv(s.out, 1, name='project')(y)
@@ -235,12 +272,13 @@ class InvertedResidual(nn.Module):
 class NanoBackbone(nn.Module):
   """Image (B, H, W, 3) float 0..255 -> features (B, H/16, W/16, 48)."""
   blocks: Tuple[BlockSpec, ...] = MOBILENETV3_SMALL_S16
+  conv_impl: str = 'taps'          # 'lax' for export: see `depthwise_conv`
 
   @nn.compact
   def __call__(self, x):
-    x = hard_swish(TapConv(STEM_CHANNELS, 3, 2, name='stem')(x))
+    x = hard_swish(TapConv(STEM_CHANNELS, 3, 2, impl=self.conv_impl, name='stem')(x))
     for i, spec in enumerate(self.blocks):
-      x = InvertedResidual(spec, name=f'block{i + 1}')(x)
+      x = InvertedResidual(spec, self.conv_impl, name=f'block{i + 1}')(x)
     return x
 
 
@@ -332,15 +370,51 @@ def pixelwise_corr(w, z, x):
   return y * a[:, :, None, None, :]
 
 
-def separable_towers(layers, x):
+def separable_towers(layers, x, conv_impl='taps'):
   """N stacked towers: per layer depthwise conv -> 1x1 conv -> ReLU6.
 
   Args:
     layers: `TowerWeights` outputs stacked on a leading axis N.
     x: (N, B, H, W, C).
+    conv_impl: of the depthwise convs (`depthwise_conv`).
   """
   for w in layers:
-    x = jnp.clip(_pointwise(depthwise_conv(x, w['dw']['kernel']), w['pw']), 0., 6.)
+    x = jnp.clip(_pointwise(depthwise_conv(x, w['dw']['kernel'], impl=conv_impl), w['pw']),
+                 0., 6.)
+  return x
+
+
+def _conv1x1(x, w):
+  """1x1 conv of one branch, (B, H, W, C) -> (B, H, W, D), as one convolution."""
+  return jax.lax.conv_general_dilated(
+      x, w['kernel'], (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision=jax.lax.Precision.HIGHEST) + w['bias']
+
+
+def _matmul(a, b):
+  return jnp.matmul(a, b, precision=jax.lax.Precision.HIGHEST)
+
+
+def _corr_one(w, z, x):
+  """`pixelwise_corr` of one unstacked branch, in ops exported graphs run well (Conv,
+  2-D MatMul when B is 1): (B, h, w, C), (B, H, W, C) -> (B, H, W, h*w)."""
+  if 'kernel_adjust' in w:
+    z, x = _conv1x1(z, w['kernel_adjust']), _conv1x1(x, w['search_adjust'])
+  b, hh, ww, c = x.shape
+  zf = z.reshape(b, -1, c)
+  if b == 1:
+    y = _matmul(x.reshape(-1, c), zf[0].T).reshape(1, hh, ww, -1)
+  else:
+    y = pixelwise_xcorr(z, x)
+  a = nn.relu(_matmul(jnp.mean(y, axis=(1, 2)), w['ca_fc1']['kernel']) + w['ca_fc1']['bias'])
+  a = nn.sigmoid(_matmul(a, w['ca_fc2']['kernel']) + w['ca_fc2']['bias'])
+  return y * a[:, None, None, :]
+
+
+def _tower_one(layers, x):
+  """`separable_towers` for one unstacked tower with grouped convolutions."""
+  for w in layers:
+    x = jnp.clip(_conv1x1(depthwise_conv(x, w['dw']['kernel'], impl='lax'), w['pw']), 0., 6.)
   return x
 
 
@@ -360,33 +434,43 @@ class NanoHead(nn.Module):
   operation per layer: 1.0 instead of 1.3 ms per frame on CPU (measured).
   """
   spec: HeadSpec = HEADS['v2']
+  conv_impl: str = 'taps'          # 'lax' for export: see `depthwise_conv`
 
   @nn.compact
   def __call__(self, z, x):
     s = self.spec
     c, positions = z.shape[-1], z.shape[-3] * z.shape[-2]
     names = ('corr',) if s.shared_corr else ('corr_cls', 'corr_reg')
+    if self.conv_impl == 'lax':
+      # Branch by branch, no stacking: what ONNX runtimes and OpenCV's DNN run fast.
+      corrs = [_corr_one(CorrWeights(s.adjust, name=n)(c, positions), z, x) for n in names]
+      fc = _tower_one(TowerWeights(s.cls_tower, name='cls_tower')(positions), corrs[0])
+      fr = _tower_one(TowerWeights(s.bbox_tower, name='bbox_tower')(positions), corrs[-1])
+      cls = _conv(2, 1, name='cls_pred')(fc)
+      return cls, jnp.exp(_conv(4, 1, name='bbox_pred')(fr))
     corr = pixelwise_corr(_stack([CorrWeights(s.adjust, name=n)(c, positions)
                                   for n in names]), z, x)
     cls_w = TowerWeights(s.cls_tower, name='cls_tower')(positions)
     box_w = TowerWeights(s.bbox_tower, name='bbox_tower')(positions)
     if s.cls_tower == s.bbox_tower:
       fc, fr = separable_towers(_stack([cls_w, box_w]),
-                                jnp.broadcast_to(corr, (2,) + corr.shape[1:]))
+                                jnp.broadcast_to(corr, (2,) + corr.shape[1:]), self.conv_impl)
     else:
-      fc = separable_towers(_stack([cls_w]), corr[:1])[0]
-      fr = separable_towers(_stack([box_w]), corr[-1:])[0]
+      fc = separable_towers(_stack([cls_w]), corr[:1], self.conv_impl)[0]
+      fr = separable_towers(_stack([box_w]), corr[-1:], self.conv_impl)[0]
     cls = _conv(2, 1, name='cls_pred')(fc)
     loc = jnp.exp(_conv(4, 1, name='bbox_pred')(fr))
     return cls, loc
 
 
-def build(version='v2'):
-  """(NanoBackbone, NanoHead) for a NanoTrack version ('v1' or 'v2')."""
+def build(version='v2', conv_impl='taps'):
+  """(NanoBackbone, NanoHead) for a NanoTrack version ('v1' or 'v2'); `conv_impl` 'lax'
+  gives the same functions with one convolution per conv layer (for export)."""
   if version not in HEADS:
     raise ValueError(f'NanoTrack version {version!r} not supported; '
                      f'choose one of {VERSIONS}')
-  return NanoBackbone(BACKBONES[version]), NanoHead(HEADS[version])
+  return (NanoBackbone(BACKBONES[version], conv_impl),
+          NanoHead(HEADS[version], conv_impl))
 
 
 def init_variables(rng, version='v2', template_size=127, search_size=255):
