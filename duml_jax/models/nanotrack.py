@@ -151,11 +151,18 @@ def depthwise_conv(x, kernel, stride=1, impl='taps'):
   return y
 
 
+def _lax_conv(x, kernel, stride=1, groups=1):
+  """NHWC x HWIO convolution, padding k // 2 on each side (PyTorch's), one XLA op."""
+  p = kernel.shape[0] // 2
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), ((p, p), (p, p)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      feature_group_count=groups, precision=jax.lax.Precision.HIGHEST)
+
+
 def _grouped_conv(x, kernel, stride):
   """`depthwise_conv` as lax.conv_general_dilated with one group per channel; stacked
   layers (N leading on x and kernel) become N * C groups."""
   k = kernel.shape[-4]
-  p = k // 2
   lead = x.shape[:-3]
   if kernel.ndim == 5:                       # (N, k, k, 1, C), x (N, B..., H, W, C)
     n = kernel.shape[0]
@@ -165,12 +172,9 @@ def _grouped_conv(x, kernel, stride):
   else:
     xb = x.reshape((-1,) + x.shape[-3:])
     kb = kernel
-  y = jax.lax.conv_general_dilated(
-      xb, kb, (stride, stride), ((p, p), (p, p)), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      feature_group_count=xb.shape[-1], precision=jax.lax.Precision.HIGHEST)
+  y = _lax_conv(xb, kb, stride, groups=xb.shape[-1])
   if kernel.ndim == 5:
     y = jnp.moveaxis(y.reshape(y.shape[:3] + (n, -1)), -2, 0)      # (N, B, Ho, Wo, C)
-    return y.reshape(lead + y.shape[-3:])
   return y.reshape(lead + y.shape[-3:])
 
 
@@ -215,10 +219,7 @@ class TapConv(nn.Module):
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (k, k, c, self.features))
     y = self.param('bias', nn.initializers.zeros, (self.features,))
     if self.impl == 'lax':
-      p = k // 2
-      return y + jax.lax.conv_general_dilated(
-          x, kernel, (self.stride, self.stride), ((p, p), (p, p)),
-          dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=jax.lax.Precision.HIGHEST)
+      return y + _lax_conv(x, kernel, self.stride)
     for i, j, view in _shifted(x, k, self.stride):
       for ci in range(c):
         y = y + view[..., ci:ci + 1] * kernel[i, j, ci]
@@ -386,9 +387,7 @@ def separable_towers(layers, x, conv_impl='taps'):
 
 def _conv1x1(x, w):
   """1x1 conv of one branch, (B, H, W, C) -> (B, H, W, D), as one convolution."""
-  return jax.lax.conv_general_dilated(
-      x, w['kernel'], (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      precision=jax.lax.Precision.HIGHEST) + w['bias']
+  return _lax_conv(x, w['kernel']) + w['bias']
 
 
 def _matmul(a, b):
