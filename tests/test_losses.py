@@ -211,11 +211,11 @@ def test_jit_and_vmap():
 def test_total_loss_eq6():
   terms = {"online": jnp.array(1.), "offline": jnp.array(0.1), "box": jnp.array(2.),
            "iou": jnp.array(0.5)}
-  # 1 * 1 + 10 * 0.1 + 1.2 * 2 + 1.2 * 0.5 = 5.0
+  # The default (eq6) reading: 10 * 1 + 1 * 0.1 + 1.2 * 2 + 1.2 * 0.5 = 13.1
   total, weighted = losses.total_loss(terms)
-  np.testing.assert_allclose(total, 5.0, rtol=1e-6)
+  np.testing.assert_allclose(total, 13.1, rtol=1e-6)
   np.testing.assert_allclose([weighted[k] for k in ("online", "offline", "box", "iou")],
-                             [1., 1., 2.4, 0.6], rtol=1e-6)
+                             [10., 0.1, 2.4, 0.6], rtol=1e-6)
   # Config weights and a subset of terms (offline-only ablation).
   total, weighted = losses.total_loss({"offline": jnp.array(0.1)}, {"offline": 3., "box": 1.})
   np.testing.assert_allclose(total, 0.3, rtol=1e-6)

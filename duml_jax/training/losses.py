@@ -15,10 +15,10 @@ import jax.numpy as jnp
 from duml_jax import boxes
 from duml_jax import config_lib
 
-# Eq. 6 weights (Section 4, "Training Setup"): lambda_r (online) 1,
-# lambda_a (offline) 10, lambda_b (box) 1.2, lambda_o (IoU) 1.2.
+# Eq. 6 weights as configs/duml.py reads them by default (loss=eq6): online hinge 10,
+# offline focal 1, lambda_b (box) 1.2, lambda_o (IoU) 1.2.
 DEFAULT_WEIGHTS = types.MappingProxyType(
-    {"online": 1.0, "offline": 10.0, "box": 1.2, "iou": 1.2})
+    {"online": 10.0, "offline": 1.0, "box": 1.2, "iou": 1.2})
 
 
 def _masked_mean(values, mask):
@@ -201,7 +201,7 @@ def total_loss(terms, weights=None):
     L_total = lambda_r L_r + lambda_a L_a + lambda_b L_b + lambda_o L_o
   with names 'online' (L_r, robust localisation ONR), 'offline' (L_a,
   accurate localisation OFC), 'box' (L_b) and 'iou' (L_o); weights default to
-  the paper's 1, 10, 1.2, 1.2. The sentence after Eq. 6 calls L_r focal loss
+  `DEFAULT_WEIGHTS` (the eq6 reading: 10, 1, 1.2, 1.2). The sentence after Eq. 6 calls L_r focal loss
   and L_a hinge loss; that swaps them relative to Section 4, where the online
   branch is trained "under hinge loss" and the offline classification with
   focal loss. 'online' is always the hinge (`hinge_regression_loss`) and
