@@ -130,6 +130,10 @@ def test_eq6_readings_and_recipe_keys():
   assert (eq6.loss.w_online, eq6.loss.w_offline) == (10., 1.)
   default = duml_config.get_config("tiny")
   assert (default.loss.w_online, default.loss.w_offline) == (10., 1.)      # eq6
+  from duml_jax.training import losses  # pylint: disable=import-outside-toplevel
+  assert dict(losses.DEFAULT_WEIGHTS) == {"online": default.loss.w_online,   # library = config
+                                          "offline": default.loss.w_offline,
+                                          "box": default.loss.w_box, "iou": default.loss.w_iou}
   assert default.loss.online_loss == "hinge" and default.loss.online_reduction == "mean"
   assert tuple(default.loss.iterate_weights) == (1., 4., 1.)
   assert default.loss.normalise_iterate_weights and default.loss.joint_template == "mean"

@@ -179,7 +179,8 @@ def _grouped_conv(x, kernel, stride):
 
 
 class DepthwiseConv(nn.Module):
-  """Depthwise k x k conv, padding k // 2, as k*k shifted multiply-adds.
+  """Depthwise k x k conv, padding k // 2, as k*k shifted multiply-adds (``impl='lax'``:
+  one grouped convolution, for export).
 
   Same parameters as ``nn.Conv(C, (k, k), feature_group_count=C)`` (kernel
   (k, k, 1, C)); XLA's CPU grouped convolution is 10-60x slower than this
@@ -371,17 +372,15 @@ def pixelwise_corr(w, z, x):
   return y * a[:, :, None, None, :]
 
 
-def separable_towers(layers, x, conv_impl='taps'):
+def separable_towers(layers, x):
   """N stacked towers: per layer depthwise conv -> 1x1 conv -> ReLU6.
 
   Args:
     layers: `TowerWeights` outputs stacked on a leading axis N.
     x: (N, B, H, W, C).
-    conv_impl: of the depthwise convs (`depthwise_conv`).
   """
   for w in layers:
-    x = jnp.clip(_pointwise(depthwise_conv(x, w['dw']['kernel'], impl=conv_impl), w['pw']),
-                 0., 6.)
+    x = jnp.clip(_pointwise(depthwise_conv(x, w['dw']['kernel']), w['pw']), 0., 6.)
   return x
 
 
@@ -400,9 +399,8 @@ def _corr_one(w, z, x):
   if 'kernel_adjust' in w:
     z, x = _conv1x1(z, w['kernel_adjust']), _conv1x1(x, w['search_adjust'])
   b, hh, ww, c = x.shape
-  zf = z.reshape(b, -1, c)
   if b == 1:
-    y = _matmul(x.reshape(-1, c), zf[0].T).reshape(1, hh, ww, -1)
+    y = _matmul(x.reshape(-1, c), z.reshape(-1, c).T).reshape(1, hh, ww, -1)
   else:
     y = pixelwise_xcorr(z, x)
   a = nn.relu(_matmul(jnp.mean(y, axis=(1, 2)), w['ca_fc1']['kernel']) + w['ca_fc1']['bias'])
@@ -453,10 +451,10 @@ class NanoHead(nn.Module):
     box_w = TowerWeights(s.bbox_tower, name='bbox_tower')(positions)
     if s.cls_tower == s.bbox_tower:
       fc, fr = separable_towers(_stack([cls_w, box_w]),
-                                jnp.broadcast_to(corr, (2,) + corr.shape[1:]), self.conv_impl)
+                                jnp.broadcast_to(corr, (2,) + corr.shape[1:]))
     else:
-      fc = separable_towers(_stack([cls_w]), corr[:1], self.conv_impl)[0]
-      fr = separable_towers(_stack([box_w]), corr[-1:], self.conv_impl)[0]
+      fc = separable_towers(_stack([cls_w]), corr[:1])[0]
+      fr = separable_towers(_stack([box_w]), corr[-1:])[0]
     cls = _conv(2, 1, name='cls_pred')(fc)
     loc = jnp.exp(_conv(4, 1, name='bbox_pred')(fr))
     return cls, loc

@@ -201,10 +201,10 @@ def total_loss(terms, weights=None):
     L_total = lambda_r L_r + lambda_a L_a + lambda_b L_b + lambda_o L_o
   with names 'online' (L_r, robust localisation ONR), 'offline' (L_a,
   accurate localisation OFC), 'box' (L_b) and 'iou' (L_o); weights default to
-  `DEFAULT_WEIGHTS` (the eq6 reading: 10, 1, 1.2, 1.2). The sentence after Eq. 6 calls L_r focal loss
-  and L_a hinge loss; that swaps them relative to Section 4, where the online
-  branch is trained "under hinge loss" and the offline classification with
-  focal loss. 'online' is always the hinge (`hinge_regression_loss`) and
+  `DEFAULT_WEIGHTS` (the eq6 reading: 10, 1, 1.2, 1.2). The sentence after
+  Eq. 6 calls L_r focal loss and L_a hinge loss; that swaps them relative to
+  Section 4, where the online branch is trained "under hinge loss" and the
+  offline classification with focal loss. 'online' is always the hinge (`hinge_regression_loss`) and
   'offline' the focal loss (`sigmoid_focal_loss`, or `fc_pr_loss` for OFR); the
   two readings of the sentence differ in which weight goes with which:
   ``configs/duml.py:...,loss=section4`` (online 1, offline 10: the subscripts
