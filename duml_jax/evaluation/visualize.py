@@ -44,6 +44,8 @@ import numpy as np
 from ml_collections import config_flags
 from PIL import Image   # a matplotlib requirement
 
+from duml_jax import cli
+from duml_jax import console
 from duml_jax.data.frames import read_frame
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.evaluation import families
@@ -497,6 +499,7 @@ def _define_flags():
 
 
 def main(argv):
+  console.quiet_other_libraries()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
@@ -517,4 +520,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -22,6 +22,9 @@ from absl import logging
 
 from configs import duml as duml_config
 from duml_jax import checkpoint
+from duml_jax import cli
+from duml_jax import console
+from duml_jax import errors
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.training import trainer
 
@@ -36,8 +39,12 @@ def _config(arg, steps, overrides):
   for key, value in overrides.items():
     node = c
     *path, last = key.split(".")
-    for p in path:
-      node = node[p]
+    for i, p in enumerate(path + [last]):
+      if p not in node:
+        raise errors.ConfigError(f"--set {key}={value}: no key '{p}' in config."
+                                 f"{'.'.join(path[:i]) or '(top level)'} of {arg}")
+      if i < len(path):
+        node = node[p]
     try:
       value = ast.literal_eval(value)
     except (ValueError, SyntaxError):
@@ -65,7 +72,8 @@ def run(workroot, steps, mus, otb_dir, overrides=None, batch_sequences=4, forms=
   forms = [l for l, _ in FORMS] if not forms else list(forms)
   unknown = set(forms) - {l for l, _ in FORMS}
   if unknown or "DuML" not in forms:
-    raise ValueError(f"--forms {forms}: choose among {[l for l, _ in FORMS]}, DuML included")
+    raise errors.ConfigError(
+        f"--forms {','.join(forms)}: choose among {','.join(l for l, _ in FORMS)}, DuML included")
   workroot = os.path.abspath(workroot)
   data_dir = os.path.join(workroot, "eval_data")
   rows = []
@@ -176,9 +184,18 @@ def _define_flags():
 
 def main(argv):
   del argv
-  overrides = dict(kv.split("=", 1) for kv in flags.FLAGS.set)
+  console.quiet_other_libraries()
   f = flags.FLAGS
-  result = run(f.workroot, f.steps, [float(m) for m in f.mus], f.otb_dir, overrides,
+  bad = [kv for kv in f.set if "=" not in kv]
+  if bad:
+    raise app.UsageError(f"--set {bad[0]!r}: expected KEY=VALUE (e.g. --set loss.w_online=1)")
+  overrides = dict(kv.split("=", 1) for kv in f.set)
+  try:
+    mus = [float(m) for m in f.mus]
+  except ValueError as e:
+    raise app.UsageError(f"--mus={','.join(f.mus)}: {e}") from e
+  cli.check_output_dir(f.workroot, "workroot")
+  result = run(f.workroot, f.steps, mus, f.otb_dir, overrides,
                f.batch_sequences, f.forms)
   print(format_table(result))
   logging.info("written %s", os.path.join(os.path.abspath(flags.FLAGS.workroot), "ablation.md"))
@@ -186,4 +203,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

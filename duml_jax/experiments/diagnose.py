@@ -30,12 +30,13 @@ import json
 import os
 from typing import Dict, Sequence
 
-from absl import app
 from absl import flags
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from duml_jax import cli
+from duml_jax import console
 from duml_jax.data import benchmarks
 from duml_jax.data import frames as frames_lib
 from duml_jax.data import synthetic
@@ -272,6 +273,7 @@ def _define_flags():
 
 def main(argv):
   del argv
+  console.quiet_other_libraries()
   from duml_jax import checkpoint  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   variables, config = checkpoint.restore_variables(f.workdir)
@@ -283,4 +285,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)

@@ -20,9 +20,10 @@ import json
 import os
 from typing import Dict
 
-from absl import app
 from absl import flags
 
+from duml_jax import cli
+from duml_jax import console
 from duml_jax.data import synthetic
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.evaluation import sweep as sweep_lib
@@ -110,6 +111,7 @@ def _define_flags():
 
 def main(argv):
   del argv
+  console.quiet_other_libraries()
   from duml_jax import checkpoint  # pylint: disable=g-import-not-at-top
   f = flags.FLAGS
   variables, config = checkpoint.restore_variables(f.workdir)
@@ -124,4 +126,4 @@ def main(argv):
 
 if __name__ == "__main__":
   _define_flags()
-  app.run(main)
+  cli.run(main)
