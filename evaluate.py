@@ -31,6 +31,8 @@ sequences into OUT (a folder every host sees), and process 0 writes the report.
 Bad input (flags, files, frames, boxes) exits with status 2 and a line naming
 it; --verbosity=1 or DUML_TRACEBACK=1 shows the traceback too.
 """
+import math
+
 from absl import app
 from absl import flags
 import jax
@@ -64,6 +66,9 @@ _BASELINES = flags.DEFINE_list("baselines", [],
 _PROTOCOL = flags.DEFINE_enum("protocol", None, ["vot"], "Run the VOT re-init protocol instead.")
 _VIDEO = flags.DEFINE_string("video", None, "Video mode: a video file or a folder of frames.")
 _INIT_BOX = flags.DEFINE_list("init_box", None, "Video mode: x,y,w,h of the target in frame 1.")
+_INIT_SHIFT = flags.DEFINE_list(
+    "init_shift", ["0", "0"], "dx,dy pixels added to every init box (sensitivity to the start; "
+    "result folders get -shift<dx>_<dy>).")
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace results in OUT/<tracker_name>/ made with other settings "
     "(default: refuse them; the same settings resume).")
@@ -98,6 +103,17 @@ def _init_box():
   return box
 
 
+def _init_shift():
+  given = ",".join(_INIT_SHIFT.value)
+  try:
+    shift = tuple(float(v) for v in _INIT_SHIFT.value)
+  except ValueError:
+    shift = ()
+  if len(shift) != 2 or not all(map(math.isfinite, shift)):
+    raise app.UsageError(f"--init_shift={given}: expected two finite numbers dx,dy (pixels)")
+  return shift
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -105,6 +121,7 @@ def main(argv):
   if not _OUTPUT.value:
     raise app.UsageError("--output_dir is required")
   cli.check_output_dir(_OUTPUT.value, "output_dir")       # before any work
+  init_shift = _init_shift()
   if _MULTIHOST.value or _COORD.value:
     jax.distributed.initialize(coordinator_address=_COORD.value, num_processes=_NPROC.value,
                                process_id=_PID.value)
@@ -130,7 +147,7 @@ def main(argv):
         config, variables, _BENCHMARK.value, _DATASET.value, _OUTPUT.value, split=_SPLIT.value,
         sequences=seqs, batch_sequences=_BATCH.value, name=_NAME.value,
         baseline_names=_BASELINES.value, protocol=_PROTOCOL.value, overwrite=_OVERWRITE.value,
-        source=source)
+        source=source, init_shift=init_shift)
     if jax.process_index() != 0:
       return    # process 0 scores every process's files and prints the table
   if report is None:

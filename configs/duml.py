@@ -118,6 +118,7 @@ def _tracking_config():
                                    # min-max; tracker.ONLINE_NORMS: clip, peak, none, affine)
   t.online_scale = 1.0             # online_norm=affine: clip(scale * raw + offset, 0, 1)
   t.online_offset = 0.0
+  t.offline_temperature = 1.0      # offline probability sigmoid(logit / T) before Eq. 1
   t.mu_scale_uncertain = 1.0       # mu x this where the online map has a distractor
   t.mu_scale_lost = 1.0            # mu x this where the online peak says "not found"
   t.update_min_score = 0.0         # memory sample only if the fused score is >= this

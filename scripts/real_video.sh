@@ -17,6 +17,9 @@
 #                    their closed-form start, nothing to train
 #   META_STEPS       meta-training steps (default: meta_nano's recipe); META_BATCH its batch
 #   META_SYNTH_VIDEOS, META_SYNTH_FRAMES  size of the generated synthetic videos
+#   INIT_SHIFTS      more starts, e.g. "1,0 0,1 -1,-1": every tracker also runs with its
+#                    init box shifted by each dx,dy (pixels) and each sequence's score is
+#                    the mean over all starts (one start swings short clips by many AUC points)
 set -euo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: bash scripts/real_video.sh DATASET_DIR OUT_DIR" >&2
@@ -68,16 +71,25 @@ else
   CKPT=(--checkpoint="$META")
 fi
 
-# 2. The three trackers through evaluate.py, one results folder.
+# 2. The three trackers through evaluate.py, one results folder, from every start.
 RES="$OUT/results"
 EVAL=(--benchmark=otb --dataset_dir="$DATA" --output_dir="$RES")
-echo "== NanoTrack-JAX and cv2.TrackerNano"
-"$PY" evaluate.py --config="configs/duml_nano.py:nanotrack,weights=$WEIGHTS" "${EVAL[@]}" \
-  --tracker_name=NanoTrack-JAX --baselines=cv2_nano
-echo "== DuML-nano ($DUML_NANO ${CKPT[*]:-})"
-"$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO" ${CKPT[@]+"${CKPT[@]}"} "${EVAL[@]}" \
-  --tracker_name=DuML-nano
-"$PY" evaluate.py "${EVAL[@]}" --score_only --trackers=NanoTrack-cv2-v2,NanoTrack-JAX,DuML-nano
+FOLDERS=()
+for SHIFT in 0,0 ${INIT_SHIFTS:-}; do
+  # evaluate.py's folder suffix for this shift (evaluate_lib.shift_suffix: '%g' numbers).
+  SHIFT=$("$PY" -c 'import sys; print("_".join(f"{float(v):g}" for v in sys.argv[1].split(",")))' \
+    "$SHIFT") || { echo "real_video.sh: INIT_SHIFTS: bad shift $SHIFT (want dx,dy)" >&2; exit 2; }
+  SUFFIX=""
+  [ "$SHIFT" = "0_0" ] || SUFFIX="-shift$SHIFT"
+  echo "== NanoTrack-JAX and cv2.TrackerNano (init box shifted by $SHIFT px)"
+  "$PY" evaluate.py --config="configs/duml_nano.py:nanotrack,weights=$WEIGHTS" "${EVAL[@]}" \
+    --tracker_name=NanoTrack-JAX --baselines=cv2_nano --init_shift="${SHIFT/_/,}"
+  echo "== DuML-nano ($DUML_NANO ${CKPT[*]:-}; init box shifted by $SHIFT px)"
+  "$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO" ${CKPT[@]+"${CKPT[@]}"} "${EVAL[@]}" \
+    --tracker_name=DuML-nano --init_shift="${SHIFT/_/,}"
+  FOLDERS+=("NanoTrack-cv2-v2$SUFFIX" "NanoTrack-JAX$SUFFIX" "DuML-nano$SUFFIX")
+done
+"$PY" evaluate.py "${EVAL[@]}" --score_only --trackers="$(IFS=,; echo "${FOLDERS[*]}")"
 
 # 3. One table and OUT_DIR/report.json.
 "$PY" -m duml_jax.evaluation.real_video --results="$RES" --out_dir="$OUT" \

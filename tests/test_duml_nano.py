@@ -130,14 +130,16 @@ def test_duml_and_duml_nano_share_one_online_schedule():
 
 def test_duml_nano_schedule_values_are_the_paper_configs():
   # The library cannot import configs/, so dnt.default_config() states the paper's
-  # fusion / voting / schedule values again: this pins them to configs/duml.py's.
+  # fusion / voting / schedule values again: this pins them to configs/duml.py's, except
+  # the fusion weight and NanoTrack's temperature, chosen for NanoTrack's saturated score.
   from configs import duml as duml_configs  # pylint: disable=g-import-not-at-top
   from duml_jax.tracking import tracker  # pylint: disable=g-import-not-at-top
   paper = duml_configs.get_config("paper").tracking
   nano = dnt.default_config()
   for f in dataclasses.fields(tracker.OnlineSchedule):
-    want = paper.get(f.name, f.default)
+    want = {"mu": 0.2, "offline_temperature": 3.0}.get(f.name, paper.get(f.name, f.default))
     assert nano[f.name] == want, f.name
+  assert (paper.mu, paper.offline_temperature) == (0.8, 1.0)
 
 
 # ------------------------------------------------------------ meta-training ----

@@ -21,8 +21,10 @@ from configs import duml_nano as nano_config
 from duml_jax.convert import nanotrack as nano_convert
 from duml_jax.data import benchmarks
 from duml_jax.data import frames as frames_lib
+from duml_jax import errors
 from duml_jax.evaluation import baselines
 from duml_jax.evaluation import evaluate_lib
+from duml_jax.evaluation import metrics
 from duml_jax.evaluation import nano
 from duml_jax.models import duml_nano as dn
 from duml_jax.tracking import nanotrack_tracker as ntt
@@ -44,8 +46,9 @@ def test_presets_and_overrides():
   assert c.model.weights.endswith(os.path.join("shared", "weights", "nanotrack"))
   assert os.path.isabs(c.model.weights)
   d = nano_config.get_config(None)
-  assert (d.name, d.tracker, d.tracking.mu, d.tracking.score_voting) == (
-      "duml_nano", "duml_nano", 0.8, True)
+  assert (d.name, d.tracker, d.tracking.mu, d.tracking.score_voting,
+          d.tracking.offline_temperature, d.tracking.online_norm) == (
+      "duml_nano", "duml_nano", 0.2, True, 3.0, "minmax")
   assert d.model.online_params == ""
   c = nano_config.get_config("duml_nano,mu=0.5,voting=0,version=v1,online_params=/x/meta")
   assert (c.tracking.mu, c.tracking.score_voting, c.tracking.nanotrack.version,
@@ -59,7 +62,11 @@ def test_presets_and_overrides():
   assert evaluate_lib.tracker_name(nano_config.get_config("onr,voting=0")) == (
       "DuMLnano-v2-init-mu1")
   assert evaluate_lib.tracker_name(nano_config.get_config(
-      "duml_nano,online_params=/m")) == "DuMLnano-v2-meta-mu0.8-vote"
+      "duml_nano,online_params=/m")) == "DuMLnano-v2-meta-mu0.2-T3-vote"
+  one = nano_config.get_config("duml_nano,mu=0.8")
+  one.unlock()
+  one.tracking.offline_temperature = 1.
+  assert evaluate_lib.tracker_name(one) == "DuMLnano-v2-init-mu0.8-vote"
 
 
 @pytest.mark.parametrize("arg,match", [
@@ -199,7 +206,7 @@ def test_duml_nano_configs_with_a_meta_checkpoint(mini_otb, weights, tmp_path):
     assert names[-1] in report["trackers"]
     rows = _results(out, names[-1], "Crossing")
     assert rows.shape == (FRAMES, 4) and np.all(np.isfinite(rows))
-  assert names == ["DuMLnano-v2-meta-mu0.8-vote", "DuMLnano-v2-meta-mu1-vote"]
+  assert names == ["DuMLnano-v2-meta-mu0.8-T3-vote", "DuMLnano-v2-meta-mu1-vote"]
   # The fused map moves the box: mu 0.8 and ONR alone do not track alike.
   assert np.abs(_results(out, names[0], "Crossing") - _results(out, names[1], "Crossing")).max() > 0
 
@@ -238,3 +245,38 @@ def test_cli(mini_otb, weights, tmp_path):
   bad = subprocess.run(cmd[:2] + ["--config=configs/duml_nano.py:nanotrack,bogus=1"] + cmd[3:],
                        cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
   assert bad.returncode != 0 and "unknown key 'bogus'" in bad.stderr
+  shift = subprocess.run(cmd + ["--init_shift=1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600, env=env)
+  assert shift.returncode == 2 and "--init_shift=1: expected two" in shift.stderr
+
+
+def test_init_shift(mini_otb, weights, tmp_path):
+  # Every init box moved by (2, -1) px, the ground truth scored as it is; folders say so.
+  out = str(tmp_path / "shift")
+  config, variables = evaluate_lib.config_and_variables(
+      nano_config.get_config(f"nanotrack,weights={weights}"))
+  report = evaluate_lib.evaluate_model(config, variables, "otb", str(mini_otb), out, plot=False,
+                                       sequences=["Crossing"], baseline_names=("keep_first",),
+                                       init_shift=(2., -1.))
+  name = "NanoTrack-JAX-v2-shift2_-1"
+  assert set(report["trackers"]) == {name, "KeepFirstBox-shift2_-1"}
+  seq = benchmarks.load_benchmark("otb", mini_otb, sequences=["Crossing"])[0]
+  start = seq.boxes[0] + np.asarray([2., -1., 0., 0.])
+  keep = _results(out, "KeepFirstBox-shift2_-1", "Crossing")
+  np.testing.assert_allclose(keep, np.tile(start, (FRAMES, 1)), atol=1e-3)
+  ref = ntt.NanoTracker(variables)
+  frames = [frames_lib.read_frame(f) for f in seq.frames]
+  ref.init(frames[0], start)
+  direct = np.array([ref.update(f)[0] for f in frames[1:]])
+  np.testing.assert_allclose(_results(out, name, "Crossing")[1:], direct, atol=6e-4)
+  settings = json.load(open(os.path.join(out, name, "settings.json")))
+  assert settings["init_shift"] == [2., -1.]
+  # Scored against the unshifted ground truth (frame 0 counts as the ground truth).
+  iou = metrics.rect_iou(keep[1:], seq.boxes[1:])
+  want = metrics.one_pass_curves(np.concatenate([seq.boxes[:1], keep[1:]]), seq.boxes)
+  assert report["trackers"]["KeepFirstBox-shift2_-1"]["success_auc"] == pytest.approx(
+      float(want.success.mean()), abs=1e-6)
+  assert iou.min() < 1.
+  with pytest.raises(errors.UserError, match="one-pass runs only"):
+    evaluate_lib.evaluate_model(config, variables, "otb", str(mini_otb), str(tmp_path / "v"),
+                                protocol="vot", init_shift=(1., 0.))

@@ -209,3 +209,47 @@ def test_memory_gate_on_the_offline_score():
   # 0 (the default) keeps every frame that is not judged lost.
   free, _, _ = tracker.online_record(dnt.params(dnt.default_config()), *args, jnp.float32(0.))
   assert int(free.count) == 11
+
+
+def test_offline_temperature_grades_the_saturated_plateau():
+  # NanoTrack: softmax(cls / T)[..., 1] = sigmoid((l1 - l0) / T); T 1 is its own score.
+  s_acc, raw = _maps()
+  logit = np.log(np.asarray(s_acc) / (1. - np.asarray(s_acc)))
+  cls = jnp.asarray(np.stack([np.zeros_like(logit), logit], axis=-1))
+  p1 = dnt.params(dnt.default_config(), offline_temperature=1.)
+  p3 = dnt.params(dnt.default_config(), offline_temperature=3.)   # the default
+  np.testing.assert_array_equal(dnt.accurate_scores(p1, cls), ntt.foreground(cls))
+  np.testing.assert_allclose(dnt.accurate_scores(p3, cls), 1. / (1. + np.exp(-logit / 3.)),
+                             rtol=1e-5)
+  # The plateau 0.9 / 0.97 becomes 0.675 / 0.761 at T 3: by hand the online peak (min-max
+  # 1 vs 0.6) wins the fused arg-max from mu 0.0858 / 0.4858 = 0.177 on (0.07 / 0.47 =
+  # 0.149 at T 1), so at mu 0.16 NanoTrack's peak holds only with the temperature.
+  at = lambda p, mu: _argmax(dnt.fused_scores(p, dnt.accurate_scores(p, cls), raw,
+                                              jnp.float32(mu)))
+  assert at(p1, 0.16) == ON and at(p3, 0.16) == OFF and at(p3, 0.18) == ON
+  with pytest.raises(ValueError, match="tracking.offline_temperature"):
+    dnt.params(dnt.default_config(), offline_temperature=0.)
+
+
+def test_duml_offline_temperature():
+  # DuML's sigmoid score head, logits 3.5 (offline peak) / 2.5 (online peak's cell): the
+  # online peak wins above mu 0.0466 / 0.4466 = 0.104 at T 1 and 0.0544 / 0.4544 = 0.120
+  # at T 4 (sigmoid(0.875) - sigmoid(0.625)), by hand.
+  c = duml_config.get_config("paper")
+  model = types.SimpleNamespace(a_off=1)
+  s = 25
+  logits = np.full((s, s, 5), -4., np.float32)
+  logits[12, 11:15] = 2.5
+  logits[12, 12] = 3.5
+  raw = np.full((s, s, 1), 0.05, np.float32)
+  raw[12, 11:15, 0] = 0.2
+  raw[12, 14, 0] = 0.3
+  heads = {"score": jnp.asarray(logits)[None], "box": jnp.zeros((1, s, s, 5, 5))}
+
+  def centre_x(mu, temperature):
+    p = tracker.tracking_params(c, mu=mu, score_voting=False, window_influence=0.,
+                                offline_temperature=temperature)
+    box, _, _ = tracker.localise(model, p, heads, jnp.asarray(raw), jnp.asarray([64., 64.]))
+    return float(box[0])
+  assert centre_x(0.11, 1.) == 16. and centre_x(0.11, 4.) == 0. and centre_x(0.13, 4.) == 16.
+  assert "offline_temperature" in c.tracking and "offline_temperature" in dnt.default_config()

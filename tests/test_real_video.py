@@ -31,6 +31,22 @@ def test_summary_names_and_paired_difference():
   assert p["worst_sequence"] == "b"
   text = real_video.table(s)
   assert "+10.0" in text and "-5.0" in text and "DuML-nano - NanoTrack-JAX" in text
+  # A second start (evaluate.py --init_shift=1,0): each sequence is the mean over starts.
+  rep["trackers"].update({"NanoTrack-cv2-v2-shift1_0": _entry({"a": 0.3, "b": 0.6}),
+                          "NanoTrack-JAX-shift1_0": _entry({"a": 0.3, "b": 0.4}),
+                          "DuML-nano-shift1_0": _entry({"a": 0.6, "b": 0.45})})
+  s = real_video.summarise(rep)
+  assert s["starts"] == ["plain", "1,0"]
+  jax_entry = s["trackers"]["NanoTrack-JAX"]
+  assert jax_entry["result_folders"] == ["NanoTrack-JAX", "NanoTrack-JAX-shift1_0"]
+  assert jax_entry["sequences"]["a"]["success_auc_per_start"] == [0.5, 0.3]
+  assert jax_entry["success_auc"] == pytest.approx((0.4 + 0.5) / 2)
+  assert s["duml_nano_vs_nanotrack_jax"]["differences"] == pytest.approx({"a": 0.2, "b": 0.})
+  assert "mean over 2 starts" in real_video.table(s)
+  # A tracker missing a start is an error, not a mean over fewer runs.
+  del rep["trackers"]["DuML-nano-shift1_0"]
+  with pytest.raises(KeyError, match="different starts"):
+    real_video.summarise(rep)
   del rep["trackers"]["DuML-nano"]
   with pytest.raises(KeyError, match="DuML-nano"):
     real_video.summarise(rep)
@@ -62,14 +78,16 @@ def test_real_video_script_end_to_end(otb_sample, shared_dir, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
-  # The recommended DuML-nano (closed-form online start): nothing trained.
+  # The recommended DuML-nano (closed-form online start): nothing trained; two starts.
   out = tmp_path / "out"
-  r = run(out)
+  r = run(out, INIT_SHIFTS="1.0,0")
   rep = json.loads((out / "report.json").read_text())
   assert set(rep["trackers"]) == {"NanoTrack-cv2", "NanoTrack-JAX", "DuML-nano"}
+  assert rep["starts"] == ["plain", "1,0"]
   for t in rep["trackers"].values():
     assert set(t["sequences"]) == {"Crossing", "Freeman1"}
     assert 0. <= t["success_auc"] <= 1.
+    assert all(len(v["success_auc_per_start"]) == 2 for v in t["sequences"].values())
   assert "DuML-nano - NanoTrack-JAX" in r.stdout and "Crossing" in r.stdout
   assert not (out / "meta").exists()
   # Meta-trained online pieces: trained under OUT_DIR/meta, then reused on rerun.

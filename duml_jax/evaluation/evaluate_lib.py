@@ -12,12 +12,13 @@ sequences and on an OTB-layout folder.
 """
 import dataclasses
 import os
-from typing import Optional, Sequence as Seq
+from typing import Optional, Sequence as Seq, Tuple
 
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
 import ml_collections
+import numpy as np
 
 from duml_jax import checkpoint as ckpt_lib
 from duml_jax import errors
@@ -159,7 +160,8 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
                    sequences: Optional[Seq[str]] = None, batch_sequences: int = 1,
                    name: Optional[str] = None, baseline_names: Seq[str] = (),
                    protocol: Optional[str] = None, plot=True, overwrite=False,
-                   source: Optional[dict] = None, devices=None):
+                   source: Optional[dict] = None, devices=None,
+                   init_shift: Tuple[float, float] = (0., 0.)):
   """Tracks, writes results, scores; returns the report (None for test splits).
 
   Lanes (`batch_sequences`) are sharded over this process's devices. With several processes
@@ -181,17 +183,33 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
     source: where `variables` came from (`checkpoint_source`), recorded with
       the results' settings (`provenance.settings`).
     devices: this process's devices the lanes are sharded over (default: all local ones).
+    init_shift: (dx, dy) pixels added to every init box (the ground truth is scored as it
+      is): a tracker's sensitivity to its start, OTB's spatial-robustness idea at the
+      pixel scale. Nonzero: every result folder is named ``<name>-shift<dx>_<dy>``.
   """
   _, _, overrides = _bench(benchmark)
   bench_name = run_name(benchmark, split, protocol)
   seqs = load_sequences(benchmark, dataset_dir, split, sequences)
   index, count = jax.process_index(), jax.process_count()
   mine = process_share(seqs, index, count)
+  shifted = any(float(v) != 0. for v in init_shift)
+  if shifted:
+    if protocol is not None:
+      raise errors.UserError(f"init_shift={tuple(init_shift)} applies to one-pass runs only, "
+                             f"not protocol={protocol!r} (its re-inits use the ground truth)")
+    mine = [shift_init(s, init_shift) for s in mine]
   devices = list(jax.local_devices() if devices is None else devices)
   n = lanes_for(batch_sequences, len(mine), len(devices))
+  suffix = shift_suffix(init_shift) if shifted else ""
+  if suffix:
+    name = (name or tracker_name(config)) + suffix
   trackers = [make_tracker(config, variables, overrides, n, name, devices)]
   trackers[0].settings = provenance.settings(config, variables, **(source or {}))
-  trackers += make_baselines(config, baseline_names, n)
+  if shifted:
+    trackers[0].settings["init_shift"] = [float(v) for v in init_shift]
+  for b in make_baselines(config, baseline_names, n):
+    b.name += suffix
+    trackers.append(b)
   logging.info("evaluating %s on %s (process %d of %d: %d of %d sequences, %d lanes over %d "
                "devices) -> %s", trackers[0].name, benchmark, index, count, len(mine),
                len(seqs), n, len(devices), output_dir)
@@ -204,6 +222,23 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
       return None
   return runner.evaluate(bench_name, seqs, output_dir, tracker_names=[t.name for t in trackers],
                          plot=plot)
+
+
+def shift_suffix(init_shift) -> str:
+  """The result-folder suffix of a nonzero `init_shift`: '-shift1_-1' (no comma: folder
+  names are comma-separated in evaluate.py --trackers)."""
+  return "-shift" + "_".join(f"{float(v):g}" for v in init_shift)
+
+
+def shift_init(seq, init_shift):
+  """`seq` whose init box (row ``start_frame``) is moved by (dx, dy) pixels; the other rows
+  (scored) are unchanged."""
+  boxes = np.array(seq.boxes, np.float64)
+  s = seq.start_frame
+  boxes[s, :2] += np.asarray(init_shift, np.float64)
+  if not np.isfinite(boxes[s]).all():
+    raise errors.UserError(f"sequence {seq.name}: no init box at frame {s} to shift")
+  return dataclasses.replace(seq, boxes=boxes)
 
 
 def lanes_for(batch_sequences: int, num_sequences: int, num_devices: int) -> int:

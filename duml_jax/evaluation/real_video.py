@@ -6,6 +6,11 @@ precision at 20 px, per-sequence AUC) and the paired per-sequence difference
 DuML-nano - NanoTrack-JAX with its bootstrap interval (`paired`), and writes
 ``OUT_DIR/report.json`` with one entry per tracker, named `NAMES`.
 
+With several starts (evaluate.py ``--init_shift``: folders ``<name>-shift<dx>_<dy>``
+beside ``<name>``), each sequence's score is its mean over the starts: one run
+of a tracker on a short clip swings by many AUC points with a 1-pixel change of
+its start (docs/duml_nano.md), the mean over starts much less.
+
   python -m duml_jax.evaluation.real_video --results=OUT/results --out_dir=OUT
 """
 import argparse
@@ -19,23 +24,50 @@ NAMES = {"NanoTrack-cv2": "NanoTrack-cv2", "NanoTrack-JAX": "NanoTrack-JAX",
          "DuML-nano": "DuML-nano"}
 
 
+SHIFT = "-shift"    # evaluate_lib.shift_suffix
+
+
 def _find(trackers, prefix):
+  """[the folder of the plain start, then its -shift folders (sorted)] of `prefix`."""
   hits = [k for k in trackers if k == prefix or k.startswith(prefix + "-")]
-  if len(hits) != 1:
-    raise KeyError(f"report: want one tracker named {prefix!r}[-...], found {hits} among "
+  plain = [k for k in hits if SHIFT not in k]
+  if len(plain) != 1:
+    raise KeyError(f"report: want one tracker named {prefix!r}[-...], found {plain} among "
                    f"{sorted(trackers)}")
-  return hits[0]
+  return plain + sorted(k for k in hits if k.startswith(plain[0] + SHIFT))
+
+
+def _mean_over_starts(trackers, folders):
+  """One entry whose per-sequence scores are the means over the starts' folders."""
+  if len(folders) == 1:
+    return dict(trackers[folders[0]], result_folder=folders[0])
+  seqs = sorted(trackers[folders[0]]["sequences"])
+  for f in folders[1:]:
+    if sorted(trackers[f]["sequences"]) != seqs:
+      raise KeyError(f"report: {f} and {folders[0]} hold different sequences")
+  per = {}
+  for s in seqs:
+    runs = [trackers[f]["sequences"][s] for f in folders]
+    per[s] = {k: sum(r[k] for r in runs) / len(runs) for k in ("success_auc", "precision")}
+    per[s]["success_auc_per_start"] = [r["success_auc"] for r in runs]
+  mean = lambda k: sum(v[k] for v in per.values()) / len(per)
+  return {"success_auc": mean("success_auc"), "precision": mean("precision"),
+          "sequences": per, "result_folders": folders, "starts": len(folders)}
 
 
 def summarise(results_report, extra=None):
   """{'trackers': {NAME: entry}, 'duml_nano_vs_nanotrack_jax': paired stats, ...}."""
   trackers = results_report["trackers"]
   out = {"benchmark": results_report.get("benchmark"), "trackers": {}}
+  starts = {}
   for name, prefix in NAMES.items():
-    src = _find(trackers, prefix)
-    entry = dict(trackers[src])
-    entry["result_folder"] = src
-    out["trackers"][name] = entry
+    folders = _find(trackers, prefix)
+    starts[name] = [f[len(folders[0]):] for f in folders]
+    out["trackers"][name] = _mean_over_starts(trackers, folders)
+  if len({tuple(v) for v in starts.values()}) != 1:
+    raise KeyError(f"report: the trackers were run from different starts: {starts}")
+  out["starts"] = ["plain"] + [v[len(SHIFT):].replace("_", ",")
+                               for v in starts["DuML-nano"][1:]]
   t = out["trackers"]
   auc = lambda n: {s: v["success_auc"] for s, v in t[n]["sequences"].items()}
   out["duml_nano_vs_nanotrack_jax"] = paired.paired_difference(auc("DuML-nano"),
@@ -62,6 +94,9 @@ def table(summary) -> str:
     d = 100 * summary["duml_nano_vs_nanotrack_jax"]["differences"][s]
     lines.append(f"{s:16s} " + " ".join(f"{x:14.1f}" for x in v) + f" {d:+9.1f}")
   p = summary["duml_nano_vs_nanotrack_jax"]
+  if len(summary.get("starts", ())) > 1:
+    lines.append(f"(each sequence: the mean over {len(summary['starts'])} starts, init box "
+                 f"shifted by {', '.join(summary['starts'][1:])} px and not)")
   lines.append("")
   lines.append(f"DuML-nano - NanoTrack-JAX: mean {100 * p['mean']:+.2f} AUC, 95% bootstrap CI "
                f"[{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] over {p['num_sequences']} "

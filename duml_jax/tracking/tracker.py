@@ -91,6 +91,9 @@ class OnlineSchedule:
   online_norm: str = "minmax"   # ONLINE_NORMS: calibration of the online map before Eq. 1
   online_scale: float = 1.0     # 'affine' calibration: clip(scale * raw + offset, 0, 1)
   online_offset: float = 0.0
+  # Calibration of the offline branch before Eq. 1: its foreground probability is
+  # sigmoid(logit / offline_temperature) (1: the trained classifier's own probability).
+  offline_temperature: float = 1.0
   # Confidence of the online branch (DiMP's flags on the raw map, `localisation_flag`):
   # the fusion weight is mu x mu_scale_uncertain on distractor ("uncertain") frames and
   # mu x mu_scale_lost on not-found frames (1.0: mu on every frame, the paper).
@@ -332,6 +335,9 @@ def check_schedule(values, where: str):
   norm = values.get("online_norm", "minmax")
   if norm not in ONLINE_NORMS:
     raise ValueError(f"{where}.online_norm={norm!r}; allowed: {', '.join(ONLINE_NORMS)}")
+  if float(values.get("offline_temperature", 1.0)) <= 0.:
+    raise ValueError(f"{where}.offline_temperature={values.get('offline_temperature')} "
+                     "must be > 0")
   for key in ("mu_scale_uncertain", "mu_scale_lost", "mu_scale_disagree"):
     v = float(values.get(key, 1.0))
     if not 0. <= v <= 1.:
@@ -366,6 +372,13 @@ def normalise_online(raw, how: str, scale: float = 1., offset: float = 0.):
     raise ValueError(f"online_norm={how!r}; allowed: {', '.join(ONLINE_NORMS)}")
   lo, hi = jnp.min(raw), jnp.max(raw)
   return (raw - lo) / jnp.maximum(hi - lo, 1e-6)
+
+
+def offline_probability(logit, temperature: float = 1.):
+  """The offline branch's foreground probability sigmoid(logit / temperature): a
+  temperature above 1 softens a saturated classifier (NanoTrack's scores sit at 0.9-1
+  over the whole target) so that its own ranking inside that plateau survives Eq. 1."""
+  return jax.nn.sigmoid(logit / temperature)
 
 
 def calibrate_online(raw, tcfg):
@@ -415,7 +428,8 @@ def localise(model, tcfg, heads, raw_online, target_wh, with_maps: bool = False)
   """Fused map, decoded boxes, best index, box at crop scale, smoothing rate, score."""
   box_map = heads["box"][0]                                   # (S, S, A_box, 5)
   s, a_box = box_map.shape[0], box_map.shape[2]
-  s_acc = jax.nn.sigmoid(heads["score"][0]) if model.a_off else None
+  s_acc = (offline_probability(heads["score"][0], tcfg.offline_temperature)
+           if model.a_off else None)
   s_rob = None if raw_online is None else calibrate_online(raw_online, tcfg)
   mu = tcfg.mu
   if s_rob is not None and s_acc is not None:
