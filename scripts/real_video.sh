@@ -81,10 +81,10 @@ for SHIFT in 0,0 ${INIT_SHIFTS:-}; do
     "$SHIFT") || { echo "real_video.sh: INIT_SHIFTS: bad shift $SHIFT (want dx,dy)" >&2; exit 2; }
   SUFFIX=""
   [ "$SHIFT" = "0_0" ] || SUFFIX="-shift$SHIFT"
-  echo "== NanoTrack-JAX and cv2.TrackerNano (init box shifted by $SHIFT px)"
+  echo "== NanoTrack-JAX and cv2.TrackerNano (init box shifted by ${SHIFT/_/,} px)"
   "$PY" evaluate.py --config="configs/duml_nano.py:nanotrack,weights=$WEIGHTS" "${EVAL[@]}" \
     --tracker_name=NanoTrack-JAX --baselines=cv2_nano --init_shift="${SHIFT/_/,}"
-  echo "== DuML-nano ($DUML_NANO ${CKPT[*]:-}; init box shifted by $SHIFT px)"
+  echo "== DuML-nano ($DUML_NANO ${CKPT[*]:-}; init box shifted by ${SHIFT/_/,} px)"
   "$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO" ${CKPT[@]+"${CKPT[@]}"} "${EVAL[@]}" \
     --tracker_name=DuML-nano --init_shift="${SHIFT/_/,}"
   FOLDERS+=("NanoTrack-cv2-v2$SUFFIX" "NanoTrack-JAX$SUFFIX" "DuML-nano$SUFFIX")
