@@ -1,6 +1,6 @@
 """See what the tracker sees: per-frame panels of DuML / DuML-nano on a sequence.
 
-  python -m duml_jax.evaluation.visualize --config=configs/duml_nano.py:duml_nano,mu=0.8 \
+  python -m duml_jax.evaluation.visualize --config=configs/duml_nano.py:duml_nano \
       --dataset_dir=../shared/data/real_val --sequence=Girl --frames=100:160 \
       --output_dir=/tmp/vis
   python -m duml_jax.evaluation.visualize --checkpoint=WORKDIR --dataset_dir=DIR \

@@ -17,7 +17,7 @@ arguments)::
   command = duml_jax.integrations.vot
   paths = /abs/path/duml_jax
   env_DUML_CHECKPOINT = /abs/path/workdir
-  env_DUML_CONFIG = /abs/path/duml_jax/configs/duml_nano.py:duml_nano,mu=0.8
+  env_DUML_CONFIG = /abs/path/duml_jax/configs/duml_nano.py:duml_nano
   timeout = 600
 
 The target arrives as a rectangle or polygon (its axis-aligned hull is
