@@ -138,12 +138,10 @@ def test_confidence_scales_mu():
   np.testing.assert_allclose(tracker.fusion_weight(0.8, flags, p), [0.8, 0.4, 0.], atol=1e-7)
 
 
-def test_duml_localise_moves_with_mu_and_calibration():
-  # DuML's tracker: 25x25 grid (stride 8), 5 anchors; offline peak and online peak
-  # on the centre row, the box head decoding every anchor to itself, no cosine window.
-  # The online peak wins above mu 0.105 with min-max, 0.318 with clip (by hand, as above).
-  c = duml_config.get_config("paper")
-  model = types.SimpleNamespace(a_off=1)
+def _duml_maps():
+  """DuML's 25x25 grid, 5 anchors: offline logits 3.5 at the centre cell, 2.5 on its row
+  (cells 11-14), the online peak 0.3 two cells right on a 0.2 ridge; every box decodes to
+  its anchor."""
   s = 25
   logits = np.full((s, s, 5), -4., np.float32)
   logits[12, 11:15] = 2.5
@@ -152,6 +150,15 @@ def test_duml_localise_moves_with_mu_and_calibration():
   raw[12, 11:15, 0] = 0.2
   raw[12, 14, 0] = 0.3
   heads = {"score": jnp.asarray(logits)[None], "box": jnp.zeros((1, s, s, 5, 5))}
+  return types.SimpleNamespace(a_off=1), heads, raw
+
+
+def test_duml_localise_moves_with_mu_and_calibration():
+  # DuML's tracker: 25x25 grid (stride 8), 5 anchors; offline peak and online peak
+  # on the centre row, the box head decoding every anchor to itself, no cosine window.
+  # The online peak wins above mu 0.105 with min-max, 0.318 with clip (by hand, as above).
+  c = duml_config.get_config("paper")
+  model, heads, raw = _duml_maps()
   target = jnp.asarray([64., 64.])
 
   def centre_x(mu, how):
@@ -236,15 +243,7 @@ def test_duml_offline_temperature():
   # online peak wins above mu 0.0466 / 0.4466 = 0.104 at T 1 and 0.0544 / 0.4544 = 0.120
   # at T 4 (sigmoid(0.875) - sigmoid(0.625)), by hand.
   c = duml_config.get_config("paper")
-  model = types.SimpleNamespace(a_off=1)
-  s = 25
-  logits = np.full((s, s, 5), -4., np.float32)
-  logits[12, 11:15] = 2.5
-  logits[12, 12] = 3.5
-  raw = np.full((s, s, 1), 0.05, np.float32)
-  raw[12, 11:15, 0] = 0.2
-  raw[12, 14, 0] = 0.3
-  heads = {"score": jnp.asarray(logits)[None], "box": jnp.zeros((1, s, s, 5, 5))}
+  model, heads, raw = _duml_maps()
 
   def centre_x(mu, temperature):
     p = tracker.tracking_params(c, mu=mu, score_voting=False, window_influence=0.,

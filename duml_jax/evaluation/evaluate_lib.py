@@ -193,16 +193,16 @@ def evaluate_model(config, variables, benchmark, dataset_dir, output_dir, *, spl
   index, count = jax.process_index(), jax.process_count()
   mine = process_share(seqs, index, count)
   shifted = any(float(v) != 0. for v in init_shift)
+  suffix = ""
   if shifted:
     if protocol is not None:
       raise errors.UserError(f"init_shift={tuple(init_shift)} applies to one-pass runs only, "
                              f"not protocol={protocol!r} (its re-inits use the ground truth)")
     mine = [shift_init(s, init_shift) for s in mine]
+    suffix = shift_suffix(init_shift)
+    name = (name or tracker_name(config)) + suffix
   devices = list(jax.local_devices() if devices is None else devices)
   n = lanes_for(batch_sequences, len(mine), len(devices))
-  suffix = shift_suffix(init_shift) if shifted else ""
-  if suffix:
-    name = (name or tracker_name(config)) + suffix
   trackers = [make_tracker(config, variables, overrides, n, name, devices)]
   trackers[0].settings = provenance.settings(config, variables, **(source or {}))
   if shifted:
