@@ -90,28 +90,27 @@ def _config_and_variables():
   return config, variables, source
 
 
+def _numbers(flag, count, expected, finite=False):
+  """The list flag `flag` as `count` floats (finite ones if `finite`); otherwise a usage
+  error naming the flag, its value and `expected`."""
+  given = ",".join(flag.value or [])
+  try:
+    values = tuple(float(v) for v in flag.value or [])
+  except ValueError:
+    values = ()
+  if len(values) != count or (finite and not all(map(math.isfinite, values))):
+    raise app.UsageError(f"--{flag.name}={given}: expected {expected}")
+  return values
+
+
 def _init_box():
   """--init_box as four floats (a usage error naming the flag otherwise)."""
-  given = ",".join(_INIT_BOX.value or [])
-  try:
-    box = [float(v) for v in _INIT_BOX.value or []]
-  except ValueError:
-    box = []
-  if len(box) != 4:
-    raise app.UsageError(f"--init_box={given}: expected four numbers x,y,w,h (0-based pixels "
-                         "of the target in the first frame)")
-  return box
+  return list(_numbers(_INIT_BOX, 4, "four numbers x,y,w,h (0-based pixels of the target in "
+                       "the first frame)"))
 
 
 def _init_shift():
-  given = ",".join(_INIT_SHIFT.value)
-  try:
-    shift = tuple(float(v) for v in _INIT_SHIFT.value)
-  except ValueError:
-    shift = ()
-  if len(shift) != 2 or not all(map(math.isfinite, shift)):
-    raise app.UsageError(f"--init_shift={given}: expected two finite numbers dx,dy (pixels)")
-  return shift
+  return _numbers(_INIT_SHIFT, 2, "two finite numbers dx,dy (pixels)", finite=True)
 
 
 def main(argv):
