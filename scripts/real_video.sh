@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The real-video comparison on any OTB-layout folder (<seq>/img/*.jpg, <seq>/groundtruth_rect.txt):
-# cv2.TrackerNano, NanoTrack-JAX and the recommended DuML-nano through evaluate.py, one table
-# (AUC, precision, per-sequence AUC, paired bootstrap vs NanoTrack-JAX) and OUT_DIR/report.json
-# with the entries NanoTrack-cv2, NanoTrack-JAX, DuML-nano.
+# cv2.TrackerNano, NanoTrack-JAX, the recommended DuML-nano and DuML-nano-offline (the same at
+# mu 0: its offline branch alone, the online branch's ablation) through evaluate.py, one table
+# (AUC, precision, per-sequence AUC, paired bootstrap vs NanoTrack-JAX and vs the ablation) and
+# OUT_DIR/report.json with the entries NanoTrack-cv2, NanoTrack-JAX, DuML-nano, DuML-nano-offline.
 #
 #   bash scripts/real_video.sh DATASET_DIR OUT_DIR
 #
@@ -87,7 +88,11 @@ for SHIFT in 0,0 ${INIT_SHIFTS:-}; do
   echo "== DuML-nano ($DUML_NANO ${CKPT[*]:-}; init box shifted by ${SHIFT/_/,} px)"
   "$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO" ${CKPT[@]+"${CKPT[@]}"} "${EVAL[@]}" \
     --tracker_name=DuML-nano --init_shift="${SHIFT/_/,}"
-  FOLDERS+=("NanoTrack-cv2-v2$SUFFIX" "NanoTrack-JAX$SUFFIX" "DuML-nano$SUFFIX")
+  echo "== DuML-nano-offline (DuML-nano at mu 0; init box shifted by ${SHIFT/_/,} px)"
+  "$PY" evaluate.py --config="configs/duml_nano.py:$DUML_NANO,mu=0" "${EVAL[@]}" \
+    --tracker_name=DuML-nano-offline --init_shift="${SHIFT/_/,}"
+  FOLDERS+=("NanoTrack-cv2-v2$SUFFIX" "NanoTrack-JAX$SUFFIX" "DuML-nano$SUFFIX"
+            "DuML-nano-offline$SUFFIX")
 done
 "$PY" evaluate.py "${EVAL[@]}" --score_only --trackers="$(IFS=,; echo "${FOLDERS[*]}")"
 

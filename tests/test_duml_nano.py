@@ -235,10 +235,26 @@ def test_mu0_reproduces_the_nanotrack_tracker(crossing, model):
   nano, frames, gt = crossing
   variables = dn.from_nanotrack(nano, dn.init_online_params(model, jax.random.PRNGKey(0)))
   ref = _run(ntt.NanoTracker(nano), frames, gt[0])
-  p = dnt.params(dnt.default_config(), mu=0., score_voting=False)
+  p = dnt.params(dnt.default_config(), mu=0., score_voting=False, offline_temperature=1.)
   ours = dnt.DuMLNanoTracker(model, variables, p)
   np.testing.assert_array_equal(_run(ours, frames, gt[0]), ref)
   assert int(ours.state.memory.count) == p.num_init_samples + len(frames) - 1
+
+
+def test_mu0_is_nanotrack_on_its_tempered_score(crossing, model):
+  # The online branch's ablation: at mu 0 the map selected on is sigmoid(logit / T), not
+  # NanoTrack's raw softmax (docs/duml_nano.md: the temperature alone carries the gain).
+  nano, frames, gt = crossing
+  variables = dn.from_nanotrack(nano, dn.init_online_params(model, jax.random.PRNGKey(0)))
+  p = dnt.params(dnt.default_config(), mu=0., score_voting=False)
+  assert p.offline_temperature == 3.
+  state = dnt.init(model, variables, p, frames[0], gt[0])
+  _, out = dnt.track_with_maps(model, variables, p, state, frames[1])
+  v = out["view"]
+  want = 1. / (1. + np.exp(-np.asarray(v["offline_logit"]) / 3.))
+  np.testing.assert_allclose(v["fused"], want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(float(out["score"]), want.reshape(-1)[int(v["best"])], rtol=1e-5)
+  assert float(np.max(want)) < 0.999   # the saturated plateau is graded
 
 
 def test_duml_nano_tracks_real_frames(crossing, model):

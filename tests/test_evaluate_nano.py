@@ -67,6 +67,9 @@ def test_presets_and_overrides():
   one.unlock()
   one.tracking.offline_temperature = 1.
   assert evaluate_lib.tracker_name(one) == "DuMLnano-v2-init-mu0.8-vote"
+  # mu 0 is the offline branch alone at its temperature: named by it.
+  assert evaluate_lib.tracker_name(nano_config.get_config("duml_nano,mu=0,voting=0")) == (
+      "DuMLnano-v2-init-mu0-T3")
 
 
 @pytest.mark.parametrize("arg,match", [

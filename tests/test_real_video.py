@@ -52,6 +52,29 @@ def test_summary_names_and_paired_difference():
     real_video.summarise(rep)
 
 
+def test_summary_online_branch_ablation():
+  # DuML-nano-offline (mu 0) is its own entry, not a start of DuML-nano, and is paired with it.
+  rep = {"benchmark": "OTB", "trackers": {
+      "NanoTrack-cv2-v2": _entry({"a": 0.5, "b": 0.6}),
+      "NanoTrack-JAX": _entry({"a": 0.5, "b": 0.6}),
+      "DuML-nano": _entry({"a": 0.6, "b": 0.55}),
+      "DuML-nano-offline": _entry({"a": 0.65, "b": 0.5}),
+      "DuML-nano-shift1_0": _entry({"a": 0.6, "b": 0.55}),
+      "NanoTrack-cv2-v2-shift1_0": _entry({"a": 0.5, "b": 0.6}),
+      "NanoTrack-JAX-shift1_0": _entry({"a": 0.5, "b": 0.6}),
+      "DuML-nano-offline-shift1_0": _entry({"a": 0.55, "b": 0.5})}}
+  s = real_video.summarise(rep)
+  assert list(s["trackers"]) == ["NanoTrack-cv2", "NanoTrack-JAX", "DuML-nano",
+                                 "DuML-nano-offline"]
+  assert s["trackers"]["DuML-nano"]["result_folders"] == ["DuML-nano", "DuML-nano-shift1_0"]
+  p = s["duml_nano_vs_offline"]
+  assert p["differences"] == pytest.approx({"a": 0.0, "b": 0.05})
+  assert "(the online branch)" in real_video.table(s)
+  del rep["trackers"]["DuML-nano-offline-shift1_0"]
+  with pytest.raises(KeyError, match="different starts"):
+    real_video.summarise(rep)
+
+
 def _subset(src, dst, names):
   for name in names:
     (dst / name / "img").mkdir(parents=True)
@@ -82,13 +105,17 @@ def test_real_video_script_end_to_end(otb_sample, shared_dir, tmp_path):
   out = tmp_path / "out"
   r = run(out, INIT_SHIFTS="1.0,0")
   rep = json.loads((out / "report.json").read_text())
-  assert set(rep["trackers"]) == {"NanoTrack-cv2", "NanoTrack-JAX", "DuML-nano"}
+  assert set(rep["trackers"]) == {"NanoTrack-cv2", "NanoTrack-JAX", "DuML-nano",
+                                  "DuML-nano-offline"}
   assert rep["starts"] == ["plain", "1,0"]
   for t in rep["trackers"].values():
     assert set(t["sequences"]) == {"Crossing", "Freeman1"}
     assert 0. <= t["success_auc"] <= 1.
     assert all(len(v["success_auc_per_start"]) == 2 for v in t["sequences"].values())
   assert "DuML-nano - NanoTrack-JAX" in r.stdout and "Crossing" in r.stdout
+  assert "(the online branch)" in r.stdout
+  settings = json.loads((out / "results" / "DuML-nano-offline" / "settings.json").read_text())
+  assert settings["config"]["tracking"]["mu"] == 0.
   assert not (out / "meta").exists()
   # Meta-trained online pieces: trained under OUT_DIR/meta, then reused on rerun.
   out = tmp_path / "out_meta"

@@ -88,7 +88,7 @@ def build_model(config) -> dn.DuMLNano:
 
 def tracker_name(config) -> str:
   """Result-folder name: NanoTrack-JAX-v2, DuMLnano-v2-meta-mu0.2-T3-vote, ... (T: the
-  offline temperature where it enters Eq. 1: 0 < mu < 1)."""
+  offline temperature where the offline score is used: mu < 1)."""
   _check_tracker(config)
   if config.tracker == "nanotrack":
     return f"NanoTrack-JAX-{version(config)}"
@@ -96,7 +96,7 @@ def tracker_name(config) -> str:
   start = "meta" if config.model.online_params else "init"
   temp = t.get("offline_temperature", 1.)
   return (f"DuMLnano-{version(config)}-{start}-mu{t.mu:g}"
-          + (f"-T{temp:g}" if temp != 1. and t.mu not in (0., 1.) else "")
+          + (f"-T{temp:g}" if temp != 1. and t.mu != 1. else "")
           + ("-vote" if t.score_voting else ""))
 
 

@@ -1,10 +1,13 @@
 """The real-video comparison's summary (`scripts/real_video.sh`): one table, one report.
 
 Reads evaluate.py's ``report.json`` of a folder holding the results of
-cv2.TrackerNano, NanoTrack-JAX and DuML-nano, prints one table (success AUC,
-precision at 20 px, per-sequence AUC) and the paired per-sequence difference
-DuML-nano - NanoTrack-JAX with its bootstrap interval (`paired`), and writes
-``OUT_DIR/report.json`` with one entry per tracker, named `NAMES`.
+cv2.TrackerNano, NanoTrack-JAX, DuML-nano and (where run) DuML-nano-offline --
+DuML-nano at mu 0, its offline branch alone with the same calibration and voting,
+the ablation of the online branch -- prints one table (success AUC, precision at
+20 px, per-sequence AUC) and the paired per-sequence differences DuML-nano -
+NanoTrack-JAX and DuML-nano - DuML-nano-offline with their bootstrap intervals
+(`paired`), and writes ``OUT_DIR/report.json`` with one entry per tracker, named
+`NAMES`.
 
 With several starts (evaluate.py ``--init_shift``: folders ``<name>-shift<dx>_<dy>``
 beside ``<name>``), each sequence's score is its mean over the starts: one run
@@ -21,7 +24,8 @@ from duml_jax.evaluation import paired
 
 # report name -> result-folder name prefix written by evaluate.py
 NAMES = {"NanoTrack-cv2": "NanoTrack-cv2", "NanoTrack-JAX": "NanoTrack-JAX",
-         "DuML-nano": "DuML-nano"}
+         "DuML-nano": "DuML-nano", "DuML-nano-offline": "DuML-nano-offline"}
+OPTIONAL = ("DuML-nano-offline",)   # results folders from before the ablation lack it
 
 
 SHIFT = "-shift"    # evaluate_lib.shift_suffix
@@ -29,7 +33,10 @@ SHIFT = "-shift"    # evaluate_lib.shift_suffix
 
 def _find(trackers, prefix):
   """[the folder of the plain start, then its -shift folders (sorted)] of `prefix`."""
-  hits = [k for k in trackers if k == prefix or k.startswith(prefix + "-")]
+  longer = [v for v in NAMES.values() if v != prefix and v.startswith(prefix)]
+  mine = lambda k: k == prefix or k.startswith(prefix + "-")
+  hits = [k for k in trackers
+          if mine(k) and not any(k == o or k.startswith(o + "-") for o in longer)]
   plain = [k for k in hits if SHIFT not in k]
   if len(plain) != 1:
     raise KeyError(f"report: want one tracker named {prefix!r}[-...], found {plain} among "
@@ -61,6 +68,9 @@ def summarise(results_report, extra=None):
   out = {"benchmark": results_report.get("benchmark"), "trackers": {}}
   starts = {}
   for name, prefix in NAMES.items():
+    if name in OPTIONAL and not any(k == prefix or k.startswith(prefix + "-")
+                                    for k in trackers):
+      continue
     folders = _find(trackers, prefix)
     starts[name] = [f[len(folders[0]):] for f in folders]
     out["trackers"][name] = _mean_over_starts(trackers, folders)
@@ -74,6 +84,9 @@ def summarise(results_report, extra=None):
                                                                auc("NanoTrack-JAX"))
   out["nanotrack_jax_vs_cv2"] = paired.paired_difference(auc("NanoTrack-JAX"),
                                                          auc("NanoTrack-cv2"))
+  if "DuML-nano-offline" in t:   # the online branch's own share of the gain
+    out["duml_nano_vs_offline"] = paired.paired_difference(auc("DuML-nano"),
+                                                           auc("DuML-nano-offline"))
   if extra:
     out.update(extra)
   return out
@@ -84,24 +97,29 @@ def table(summary) -> str:
   t = summary["trackers"]
   names = list(t)
   seqs = sorted(t[names[0]]["sequences"])
-  lines = [f"{'tracker':16s} {'AUC':>6s} {'Prec@20':>8s}"]
+  lines = [f"{'tracker':17s} {'AUC':>6s} {'Prec@20':>8s}"]
   for n in names:
-    lines.append(f"{n:16s} {100 * t[n]['success_auc']:6.1f} {100 * t[n]['precision']:8.1f}")
+    lines.append(f"{n:17s} {100 * t[n]['success_auc']:6.1f} {100 * t[n]['precision']:8.1f}")
   lines.append("")
-  lines.append(f"{'sequence':16s} " + " ".join(f"{n:>14s}" for n in names) + f" {'DuML-JAX':>9s}")
+  lines.append(f"{'sequence':16s} " + " ".join(f"{n:>17s}" for n in names) + f" {'DuML-JAX':>9s}")
   for s in seqs:
     v = [100 * t[n]["sequences"][s]["success_auc"] for n in names]
     d = 100 * summary["duml_nano_vs_nanotrack_jax"]["differences"][s]
-    lines.append(f"{s:16s} " + " ".join(f"{x:14.1f}" for x in v) + f" {d:+9.1f}")
-  p = summary["duml_nano_vs_nanotrack_jax"]
+    lines.append(f"{s:16s} " + " ".join(f"{x:17.1f}" for x in v) + f" {d:+9.1f}")
   if len(summary.get("starts", ())) > 1:
     lines.append(f"(each sequence: the mean over {len(summary['starts'])} starts, init box "
                  f"shifted by {', '.join(summary['starts'][1:])} px and not)")
   lines.append("")
-  lines.append(f"DuML-nano - NanoTrack-JAX: mean {100 * p['mean']:+.2f} AUC, 95% bootstrap CI "
-               f"[{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] over {p['num_sequences']} "
-               f"sequences; wins {p['wins']}, losses {p['losses']}; worst "
-               f"{100 * p['worst']:+.1f} ({p['worst_sequence']})")
+  rows = [("DuML-nano - NanoTrack-JAX", "duml_nano_vs_nanotrack_jax"),
+          ("DuML-nano - DuML-nano-offline (the online branch)", "duml_nano_vs_offline")]
+  for label, key in rows:
+    if key not in summary:
+      continue
+    p = summary[key]
+    lines.append(f"{label}: mean {100 * p['mean']:+.2f} AUC, 95% bootstrap CI "
+                 f"[{100 * p['ci_low']:+.2f}, {100 * p['ci_high']:+.2f}] over "
+                 f"{p['num_sequences']} sequences; wins {p['wins']}, losses {p['losses']}; "
+                 f"worst {100 * p['worst']:+.1f} ({p['worst_sequence']})")
   return "\n".join(lines)
 
 

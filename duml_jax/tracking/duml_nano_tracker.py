@@ -5,7 +5,8 @@ Per frame (pure jitted functions; `init` / `track`):
 1. NanoTrack's search crop, backbone and head (`nanotrack_tracker`:
    `search_crop`, its config and OpenCV-compatible crop included):
    ``s_accurate = softmax(cls / T)[..., 1]`` on the 16x16 grid, T =
-   ``offline_temperature`` (NanoTrack's own score at T = 1 and whenever mu = 0).
+   ``offline_temperature`` (NanoTrack's own score at T = 1; at mu = 0 the tracker is
+   NanoTrack on this tempered score, the offline branch alone).
 2. Online scores ``raw = phi * x_online`` (16x16, the same grid: see
    `duml_jax.models.duml_nano`), ``s_robust`` = raw calibrated by
    ``online_norm`` (`tracker.normalise_online`; default min-max to [0, 1],
@@ -223,7 +224,7 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
   target_wh = state.nano.size * crop_scale
   # The online branch's own confidence (DiMP's flags) sets this frame's weight.
   s_accurate = ntt.foreground(cls[0])        # NanoTrack's own probability: veto, gate
-  s_fuse = s_accurate if p.mu == 0. else accurate_scores(p, cls[0])   # calibrated for Eq. 1
+  s_fuse = accurate_scores(p, cls[0])        # calibrated for Eq. 1 (mu 0 too: the ablation)
   mu = tracker_lib.fusion_weight(mu, tracker_lib.localisation_flag(raw, target_wh, p), p,
                                  tracker_lib.offline_at_online_peak(s_accurate, raw))
   score = fused_scores(p, s_fuse, raw, mu)
@@ -260,7 +261,7 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
         "accurate": s_acc, "online_raw": raw, "fused": score, "candidates": boxes,
         "robust": fused_scores(dataclasses.replace(p, mu=1.), s_acc, raw, jnp.float32(1.)),
         "weights": w, "best": best, "centre": state.nano.center, "scale_z": scale_z,
-        "s_x": s_x}
+        "s_x": s_x, "offline_logit": cls[0][..., 1] - cls[0][..., 0], "penalty": penalty}
   return new, out
 
 
@@ -271,7 +272,9 @@ def track_with_maps(model: dn.DuMLNano, variables, p: NanoParams, state: State, 
   applies), 'online_raw' (S, S, 1), 'fused' (S, S) the map selected on, 'candidates'
   (N, 4) decoded (cx, cy, w, h) offsets from the crop centre (crop pixels at
   scale_z), 'weights' (N,) their voting weights (one-hot at the arg-max without
-  voting), 'best', 'centre' (the crop's centre), 'scale_z', 's_x' (crop side)."""
+  voting), 'best', 'centre' (the crop's centre), 'scale_z', 's_x' (crop side),
+  'offline_logit' (S, S) NanoTrack's foreground minus background logit, 'penalty' (N,)
+  its scale/ratio penalty (what `training.fit_fusion` fits the calibration on)."""
   static = dataclasses.replace(p, mu=0. if p.mu == 0. else 1.)
   return _track(model, variables, static, state, frame, jnp.float32(p.mu), with_maps=True)
 
