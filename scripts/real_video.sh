@@ -21,6 +21,9 @@
 #   INIT_SHIFTS      more starts, e.g. "1,0 0,1 -1,-1": every tracker also runs with its
 #                    init box shifted by each dx,dy (pixels) and each sequence's score is
 #                    the mean over all starts (one start swings short clips by many AUC points)
+#   FRAME_STRIDE     k > 1: the same comparison on every k-th frame (OUT_DIR/data-every<k>,
+#                    duml_jax.data.subsample; k times the motion per frame), results in
+#                    OUT_DIR/results-every<k>, report OUT_DIR/report-every<k>.json
 set -euo pipefail
 if [ $# -ne 2 ]; then
   echo "usage: bash scripts/real_video.sh DATASET_DIR OUT_DIR" >&2
@@ -74,6 +77,15 @@ fi
 
 # 2. The three trackers through evaluate.py, one results folder, from every start.
 RES="$OUT/results"
+REPORT=report.json
+STRIDE=${FRAME_STRIDE:-1}
+if [ "$STRIDE" != "1" ]; then
+  "$PY" -m duml_jax.data.subsample --input="$DATA" --output="$OUT/data-every$STRIDE" \
+    --every="$STRIDE"
+  DATA="$OUT/data-every$STRIDE"
+  RES="$OUT/results-every$STRIDE"   # never mixed with full-rate results of the same names
+  REPORT="report-every$STRIDE.json"
+fi
 EVAL=(--benchmark=otb --dataset_dir="$DATA" --output_dir="$RES")
 FOLDERS=()
 for SHIFT in 0,0 ${INIT_SHIFTS:-}; do
@@ -98,4 +110,5 @@ done
 
 # 3. One table and OUT_DIR/report.json.
 "$PY" -m duml_jax.evaluation.real_video --results="$RES" --out_dir="$OUT" \
-  --duml_nano_config="configs/duml_nano.py:$DUML_NANO ${CKPT[*]:-}"
+  --duml_nano_config="configs/duml_nano.py:$DUML_NANO ${CKPT[*]:-}" --frame_stride="$STRIDE" \
+  --report="$REPORT"

@@ -117,12 +117,17 @@ def test_real_video_script_end_to_end(otb_sample, shared_dir, tmp_path):
   settings = json.loads((out / "results" / "DuML-nano-offline" / "settings.json").read_text())
   assert settings["config"]["tracking"]["mu"] == 0.
   assert not (out / "meta").exists()
-  # Meta-trained online pieces: trained under OUT_DIR/meta, then reused on rerun.
+  # Meta-trained online pieces (trained under OUT_DIR/meta, reused on rerun), at half the
+  # frame rate: every 2nd frame, its own results folder and report.
   out = tmp_path / "out_meta"
-  run(out, DUML_NANO_META="1")
+  run(out, DUML_NANO_META="1", FRAME_STRIDE="2")
   params = out / "meta" / "online_params.npz"
   assert params.is_file()
-  assert "--checkpoint" in json.loads((out / "report.json").read_text())["duml_nano_config"]
+  rep = json.loads((out / "report-every2.json").read_text())
+  assert "--checkpoint" in rep["duml_nano_config"] and rep["frame_stride"] == 2
+  assert len(list((out / "data-every2" / "Crossing" / "img").iterdir())) == FRAMES // 2
+  assert (out / "results-every2" / "DuML-nano").is_dir() and not (out / "results").exists()
   mtime = params.stat().st_mtime
-  r = run(out, DUML_NANO_META="1")
+  r = run(out, DUML_NANO_META="1", FRAME_STRIDE="2")
   assert "reusing" in r.stdout and params.stat().st_mtime == mtime
+  assert "every 2nd frame" in r.stdout

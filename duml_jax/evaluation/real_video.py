@@ -106,6 +106,10 @@ def table(summary) -> str:
     v = [100 * t[n]["sequences"][s]["success_auc"] for n in names]
     d = 100 * summary["duml_nano_vs_nanotrack_jax"]["differences"][s]
     lines.append(f"{s:16s} " + " ".join(f"{x:17.1f}" for x in v) + f" {d:+9.1f}")
+  k = summary.get("frame_stride", 1)
+  if k > 1:
+    lines.append(f"(every {k}{'nd' if k == 2 else 'rd' if k == 3 else 'th'} frame of each "
+                 "sequence: duml_jax.data.subsample)")
   if len(summary.get("starts", ())) > 1:
     lines.append(f"(each sequence: the mean over {len(summary['starts'])} starts, init box "
                  f"shifted by {', '.join(summary['starts'][1:])} px and not)")
@@ -128,15 +132,21 @@ def main(argv=None):
   ap.add_argument("--results", required=True, help="evaluate.py output folder (report.json)")
   ap.add_argument("--out_dir", required=True)
   ap.add_argument("--duml_nano_config", default="", help="recorded in report.json")
+  ap.add_argument("--frame_stride", type=int, default=1,
+                  help="recorded: the sequences were every k-th frame (data.subsample)")
+  ap.add_argument("--report", default="report.json", help="file name under --out_dir")
   args = ap.parse_args(argv)
   path = pathlib.Path(args.results, "report.json")
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no evaluate.py report (run evaluate.py --score_only)")
-  summary = summarise(json.loads(path.read_text()),
-                      {"duml_nano_config": args.duml_nano_config} if args.duml_nano_config
-                      else None)
-  out = pathlib.Path(args.out_dir, "report.json")
-  out.write_text(json.dumps(summary, indent=1))
+  extra = {"frame_stride": args.frame_stride}
+  if args.duml_nano_config:
+    extra["duml_nano_config"] = args.duml_nano_config
+  summary = summarise(json.loads(path.read_text()), extra)
+  out = pathlib.Path(args.out_dir, args.report)
+  tmp = out.with_name(out.name + ".tmp")
+  tmp.write_text(json.dumps(summary, indent=1))
+  tmp.replace(out)
   print(table(summary))
   print(f"\nwritten {out}")
 
