@@ -11,7 +11,9 @@ list: an optional preset first, then ``key=value`` overrides:
                             (docs/duml_nano.md)
   onr                       DuML-nano with mu = 1: the online branch localises alone (the
                             box is NanoTrack's decoded box at the online peak)
-  duml_nano,mu=0.5          fusion weight
+  duml_nano,mu=0.5          fusion weight (0.5: more robust at low frame rates, docs/duml_nano.md)
+  duml_nano,mu=0            the offline branch alone: NanoTrack on its score at temperature
+                            3, with voting (the online branch's ablation, DuML-nano-offline)
   duml_nano,voting=0        score voting off
   duml_nano,online_params=/tmp/duml_nano_meta   meta-trained online pieces (a
                             `python -m duml_jax.training.meta_nano --workdir=...` folder;

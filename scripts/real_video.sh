@@ -75,7 +75,7 @@ else
   CKPT=(--checkpoint="$META")
 fi
 
-# 2. The three trackers through evaluate.py, one results folder, from every start.
+# 2. The four trackers through evaluate.py, one results folder, from every start.
 RES="$OUT/results"
 REPORT=report.json
 STRIDE=${FRAME_STRIDE:-1}
