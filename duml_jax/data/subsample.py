@@ -8,9 +8,9 @@ more frames where the offline branch loses it), made from sequences one already 
 
 The input is read (and so checked) by the `otb` loader. Images are symbolic links
 to the originals, renumbered 0001, 0002, ...; each ground-truth file keeps every
-k-th row as written, so frame i of the copy is frame k*i of the original. The output is built beside it and
-renamed into place; a folder made earlier with the same input and k is reused, any
-other existing output is refused.
+k-th row as written, so frame i of the copy is frame k*i of the original. The
+output is built beside it and renamed into place; a folder made earlier with the
+same input and k is reused, any other existing output is refused.
 """
 import argparse
 import json

@@ -31,12 +31,15 @@ OPTIONAL = ("DuML-nano-offline",)   # results folders from before the ablation l
 SHIFT = "-shift"    # evaluate_lib.shift_suffix
 
 
+def _named(folder, prefix):
+  return folder == prefix or folder.startswith(prefix + "-")
+
+
 def _find(trackers, prefix):
   """[the folder of the plain start, then its -shift folders (sorted)] of `prefix`."""
   longer = [v for v in NAMES.values() if v != prefix and v.startswith(prefix)]
-  mine = lambda k: k == prefix or k.startswith(prefix + "-")
   hits = [k for k in trackers
-          if mine(k) and not any(k == o or k.startswith(o + "-") for o in longer)]
+          if _named(k, prefix) and not any(_named(k, o) for o in longer)]
   plain = [k for k in hits if SHIFT not in k]
   if len(plain) != 1:
     raise KeyError(f"report: want one tracker named {prefix!r}[-...], found {plain} among "
@@ -68,8 +71,7 @@ def summarise(results_report, extra=None):
   out = {"benchmark": results_report.get("benchmark"), "trackers": {}}
   starts = {}
   for name, prefix in NAMES.items():
-    if name in OPTIONAL and not any(k == prefix or k.startswith(prefix + "-")
-                                    for k in trackers):
+    if name in OPTIONAL and not any(_named(k, prefix) for k in trackers):
       continue
     folders = _find(trackers, prefix)
     starts[name] = [f[len(folders[0]):] for f in folders]
@@ -108,8 +110,7 @@ def table(summary) -> str:
     lines.append(f"{s:16s} " + " ".join(f"{x:17.1f}" for x in v) + f" {d:+9.1f}")
   k = summary.get("frame_stride", 1)
   if k > 1:
-    lines.append(f"(every {k}{'nd' if k == 2 else 'rd' if k == 3 else 'th'} frame of each "
-                 "sequence: duml_jax.data.subsample)")
+    lines.append(f"(one frame in {k} of each sequence: duml_jax.data.subsample)")
   if len(summary.get("starts", ())) > 1:
     lines.append(f"(each sequence: the mean over {len(summary['starts'])} starts, init box "
                  f"shifted by {', '.join(summary['starts'][1:])} px and not)")

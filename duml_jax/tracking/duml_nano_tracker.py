@@ -274,7 +274,7 @@ def track_with_maps(model: dn.DuMLNano, variables, p: NanoParams, state: State, 
   scale_z), 'weights' (N,) their voting weights (one-hot at the arg-max without
   voting), 'best', 'centre' (the crop's centre), 'scale_z', 's_x' (crop side),
   'offline_logit' (S, S) NanoTrack's foreground minus background logit, 'penalty' (N,)
-  its scale/ratio penalty (what `training.fit_fusion` fits the calibration on)."""
+  its scale/ratio penalty (for scoring fusion rules frame by frame: docs/duml_nano.md)."""
   static = dataclasses.replace(p, mu=0. if p.mu == 0. else 1.)
   return _track(model, variables, static, state, frame, jnp.float32(p.mu), with_maps=True)
 
