@@ -36,13 +36,14 @@ def subsample_otb(src, dst, every):
     raise ValueError(f"subsample: every={every}; want a whole number >= 1")
   src, dst = os.path.abspath(src), os.path.abspath(dst)
   seqs = benchmarks.load_benchmark("otb", src)
+  counts = {s.name: len(s.frames[::every]) for s in seqs}
   want = {"input": src, "every": every}
   if os.path.exists(dst):
     marker = os.path.join(dst, MARKER)
     if os.path.isfile(marker):
       with open(marker) as f:
         if json.load(f) == want:
-          return {s.name: len(s.frames[::every]) for s in seqs}
+          return counts
     raise ValueError(f"subsample: {dst} exists and is not the every-{every} copy of {src}; "
                      "remove it or give another --output")
   tmp = f"{dst}.tmp-{os.getpid()}"
@@ -69,7 +70,7 @@ def subsample_otb(src, dst, every):
   with open(os.path.join(tmp, MARKER), "w") as f:
     json.dump(want, f)
   os.replace(tmp, dst)
-  return {s.name: len(s.frames[::every]) for s in seqs}
+  return counts
 
 
 def main(argv=None):

@@ -21,6 +21,7 @@ import json
 import pathlib
 
 from duml_jax.evaluation import paired
+from duml_jax.evaluation import writers
 
 # report name -> result-folder name prefix written by evaluate.py
 NAMES = {"NanoTrack-cv2": "NanoTrack-cv2", "NanoTrack-JAX": "NanoTrack-JAX",
@@ -145,9 +146,7 @@ def main(argv=None):
     extra["duml_nano_config"] = args.duml_nano_config
   summary = summarise(json.loads(path.read_text()), extra)
   out = pathlib.Path(args.out_dir, args.report)
-  tmp = out.with_name(out.name + ".tmp")
-  tmp.write_text(json.dumps(summary, indent=1))
-  tmp.replace(out)
+  writers.atomic_write_text(out, json.dumps(summary, indent=1))
   print(table(summary))
   print(f"\nwritten {out}")
 
