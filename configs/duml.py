@@ -125,6 +125,8 @@ def _tracking_config():
   t.mu_scale_disagree = 1.0        # mu x this where the offline score at the online peak
   t.disagree_threshold = 0.5       # is below this (the offline branch's veto)
   t.update_min_offline = 0.0       # memory sample only if the offline score there is >= this
+  t.mu_scale_offline_unsure = 1.0  # mu x this (at most 1) where the offline map's peak is
+  t.offline_unsure_threshold = 0.8 # below this (the offline branch losing the target)
   t.centre_from = "box"            # box (paper: regressed / voted) | score_peak (sub-cell peak
                                    # of the penalised score map; size still from the box head)
   t.context_amount = 0.5

@@ -55,13 +55,17 @@ def test_unknown_calibration_names_the_key():
     dnt.params(dnt.default_config(), update_min_offline=1.5)
   with pytest.raises(ValueError, match="tracking.mu_scale_disagree"):
     dnt.params(dnt.default_config(), mu_scale_disagree=-1.)
+  with pytest.raises(ValueError, match="tracking.mu_scale_offline_unsure"):
+    dnt.params(dnt.default_config(), mu_scale_offline_unsure=-0.5)
+  with pytest.raises(ValueError, match="tracking.offline_unsure_threshold"):
+    dnt.params(dnt.default_config(), offline_unsure_threshold=2.)
   c = duml_config.get_config("paper")
   with pytest.raises(ValueError, match="tracking.online_norm='minmx'"):
     tracker.tracking_params(c, online_norm="minmx")
   # Every calibration key is a config key of both trackers (--config.tracking.KEY=...).
   for key in ("online_norm", "online_scale", "online_offset", "mu_scale_uncertain",
               "mu_scale_lost", "update_min_score", "mu_scale_disagree", "disagree_threshold",
-              "update_min_offline"):
+              "update_min_offline", "mu_scale_offline_unsure", "offline_unsure_threshold"):
     assert key in c.tracking and key in dnt.default_config(), key
 
 
@@ -200,6 +204,38 @@ def test_offline_veto_scales_mu_where_the_offline_branch_rejects_the_online_peak
   # DuML's (S, S, A) offline map: the best anchor at the online peak's cell.
   acc3 = jnp.stack([s_acc, 0.5 * s_acc], axis=-1)
   assert float(tracker.offline_at_online_peak(acc3, far)) == pytest.approx(0.02)
+
+
+def test_offline_uncertainty_raises_mu():
+  s_acc, raw = _maps()
+  p = dnt.params(dnt.default_config(), online_norm="clip", mu_scale_offline_unsure=4.,
+                 offline_unsure_threshold=0.8)
+  normal = jnp.asarray(tracker.FLAG_NORMAL)
+  # NanoTrack sure (peak 0.97 >= 0.8): mu stays 0.2 and, clipped, its own peak wins.
+  mu = tracker.fusion_weight(0.2, normal, p, None, jnp.max(s_acc))
+  assert float(mu) == pytest.approx(0.2) and _argmax(dnt.fused_scores(p, s_acc, raw, mu)) == OFF
+  # NanoTrack unsure (its map x 0.7: peak 0.68): mu 0.8, the online peak wins.
+  mu = tracker.fusion_weight(0.2, normal, p, None, jnp.max(0.7 * s_acc))
+  assert float(mu) == pytest.approx(0.8)
+  assert _argmax(dnt.fused_scores(p, 0.7 * s_acc, raw, mu)) == ON
+  # The weight is capped at 1; the default (1) leaves mu alone on every frame.
+  assert float(tracker.fusion_weight(0.5, normal, p, None, jnp.float32(0.1))) == 1.
+  q = dnt.params(dnt.default_config())
+  assert float(tracker.fusion_weight(0.2, normal, q, None, jnp.float32(0.1))) == pytest.approx(0.2)
+  # DuML's tracker: offline logits 3 lower (peak sigmoid(0.5) = 0.62), clip; the online peak
+  # wins above mu 0.709 (by hand), so at mu 0.2 only where the unsure weight applies.
+  c = duml_config.get_config("paper")
+  model, heads, raw = _duml_maps()
+  heads = dict(heads, score=heads["score"] - 3.)
+  target = jnp.asarray([64., 64.])
+
+  def centre_x(**kw):
+    t = tracker.tracking_params(c, mu=0.2, online_norm="clip", score_voting=False,
+                                window_influence=0., **kw)
+    return float(tracker.localise(model, t, heads, jnp.asarray(raw), target)[0][0])
+  assert centre_x() == 0.
+  assert centre_x(mu_scale_offline_unsure=4., offline_unsure_threshold=0.8) == 16.
+  assert centre_x(mu_scale_offline_unsure=4., offline_unsure_threshold=0.5) == 0.
 
 
 def test_memory_gate_on_the_offline_score():

@@ -83,7 +83,8 @@ TRACED = ("context_amount", "penalty_k", "window_influence", "lr", "min_size", "
           "not_found_threshold", "distractor_threshold", "distractor_window",
           "onc_pos_iou", "onc_neg_iou", "online_scale", "online_offset",
           "offline_temperature",
-          "mu_scale_uncertain", "mu_scale_lost", "mu_scale_disagree", "disagree_threshold")
+          "mu_scale_uncertain", "mu_scale_lost", "mu_scale_disagree", "disagree_threshold",
+          "mu_scale_offline_unsure", "offline_unsure_threshold")
 _INT_TRACED = ("update_every",)
 # SiamRPN post-processing search space of TracKit's tuning scripts (the paper names window
 # influence and penalty_k and says "etc.").

@@ -14,8 +14,10 @@ Per frame (pure jitted functions; `init` / `track`):
 3. Fusion, paper Eq. 1: ``s = mu s_robust + (1 - mu) s_accurate``
    (`duml.fuse_scores`), mu scaled by ``mu_scale_uncertain`` /
    ``mu_scale_lost`` on frames the online flags call distractor / not found,
-   and by ``mu_scale_disagree`` where NanoTrack's score at the online peak is
-   below ``disagree_threshold`` (`tracker.fusion_weight`; 1 by default).
+   by ``mu_scale_disagree`` where NanoTrack's score at the online peak is
+   below ``disagree_threshold`` and by ``mu_scale_offline_unsure`` where the
+   peak of NanoTrack's tempered score is below ``offline_unsure_threshold``
+   (`tracker.fusion_weight`; 1 by default).
 4. NanoTrack's post-processing on ``s`` (`nanotrack_tracker.select`: scale /
    ratio penalty, cosine window, arg-max) over its decoded boxes; with
    ``score_voting`` the box is the score-voted box of paper Eq. 4-5
@@ -81,6 +83,8 @@ def default_config():
   c.mu_scale_disagree = 1.0         # mu x this where NanoTrack's score at the online peak
   c.disagree_threshold = 0.5        # is below this (the offline branch's veto)
   c.update_min_offline = 0.0        # memory sample only if NanoTrack's score there >= this
+  c.mu_scale_offline_unsure = 1.0   # mu x this (at most 1) where the peak of NanoTrack's
+  c.offline_unsure_threshold = 0.8  # tempered score is below this (NanoTrack losing it)
   c.memory_size = 50
   c.num_init_samples = 10
   c.init_iters = 10
@@ -226,7 +230,8 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
   s_accurate = ntt.foreground(cls[0])        # NanoTrack's own probability: veto, gate
   s_fuse = accurate_scores(p, cls[0])        # calibrated for Eq. 1 (mu 0 too: the ablation)
   mu = tracker_lib.fusion_weight(mu, tracker_lib.localisation_flag(raw, target_wh, p), p,
-                                 tracker_lib.offline_at_online_peak(s_accurate, raw))
+                                 tracker_lib.offline_at_online_peak(s_accurate, raw),
+                                 jnp.max(s_fuse))
   score = fused_scores(p, s_fuse, raw, mu)
   best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z)
   flat = score.reshape(-1)

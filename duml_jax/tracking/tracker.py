@@ -14,8 +14,9 @@ Per frame (paper Section 3.2-3.3 and Appendix A "Tracking Algorithm"):
    `normalise_online`). mu is scaled by ``mu_scale_uncertain`` /
    ``mu_scale_lost`` on frames the online flag (step 4) calls distractor /
    not found, and by ``mu_scale_disagree`` where the offline score at the
-   online peak is below ``disagree_threshold`` (`fusion_weight`; 1 = the
-   paper). Uni-modal forms use their one branch.
+   online peak is below ``disagree_threshold`` and by ``mu_scale_offline_unsure``
+   where the offline map's peak is below ``offline_unsure_threshold``
+   (`fusion_weight`; 1 = the paper). Uni-modal forms use their one branch.
 3. SiamRPN++ post-processing (`postprocess`): penalty, Hann window, argmax,
    box decoded with the anchors, score voting (Eq. 4-5, `voting`) or the
    arg-max box, size smoothing, clipping.
@@ -109,6 +110,11 @@ class OnlineSchedule:
   mu_scale_disagree: float = 1.0
   disagree_threshold: float = 0.5
   update_min_offline: float = 0.0
+  # Confidence of the offline branch: where its peak probability (the map Eq. 1 fuses) is
+  # below `offline_unsure_threshold` (it is losing the target), mu x mu_scale_offline_unsure,
+  # clipped to 1 (1.0: mu on every frame, the paper).
+  mu_scale_offline_unsure: float = 1.0
+  offline_unsure_threshold: float = 0.8
   memory_size: int
   num_init_samples: int
   init_iters: int
@@ -342,7 +348,10 @@ def check_schedule(values, where: str):
     v = float(values.get(key, 1.0))
     if not 0. <= v <= 1.:
       raise ValueError(f"{where}.{key}={v} outside [0, 1] (a factor on mu)")
-  for key in ("disagree_threshold", "update_min_offline"):
+  v = float(values.get("mu_scale_offline_unsure", 1.0))
+  if v < 0.:
+    raise ValueError(f"{where}.mu_scale_offline_unsure={v} must be >= 0 (a factor on mu)")
+  for key in ("disagree_threshold", "update_min_offline", "offline_unsure_threshold"):
     v = float(values.get(key, 0.0))
     if not 0. <= v <= 1.:
       raise ValueError(f"{where}.{key}={v} outside [0, 1] (an offline probability)")
@@ -386,17 +395,22 @@ def calibrate_online(raw, tcfg):
   return normalise_online(raw, tcfg.online_norm, tcfg.online_scale, tcfg.online_offset)
 
 
-def fusion_weight(mu, flag, tcfg, offline_at_online_peak=None):
+def fusion_weight(mu, flag, tcfg, offline_at_online_peak=None, offline_peak=None):
   """mu of Eq. 1 on this frame: scaled down where the online branch is unsure of
   itself (`localisation_flag` distractor -> mu_scale_uncertain, not found ->
   mu_scale_lost) and where the offline branch rejects the online peak
-  (`offline_at_online_peak` < disagree_threshold -> mu_scale_disagree)."""
+  (`offline_at_online_peak` < disagree_threshold -> mu_scale_disagree); scaled by
+  mu_scale_offline_unsure (up, as a rule) where the offline branch is unsure of itself
+  (`offline_peak`, its map's maximum, < offline_unsure_threshold); at most 1."""
   scale = jnp.where(flag == FLAG_NOT_FOUND, tcfg.mu_scale_lost,
                     jnp.where(flag == FLAG_DISTRACTOR, tcfg.mu_scale_uncertain, 1.))
   if offline_at_online_peak is not None:
     scale = scale * jnp.where(offline_at_online_peak < tcfg.disagree_threshold,
                               tcfg.mu_scale_disagree, 1.)
-  return mu * scale
+  if offline_peak is not None:
+    scale = scale * jnp.where(offline_peak < tcfg.offline_unsure_threshold,
+                              tcfg.mu_scale_offline_unsure, 1.)
+  return jnp.minimum(mu * scale, 1.)
 
 
 def offline_at_online_peak(s_accurate, raw):
@@ -434,7 +448,7 @@ def localise(model, tcfg, heads, raw_online, target_wh, with_maps: bool = False)
   mu = tcfg.mu
   if s_rob is not None and s_acc is not None:
     mu = fusion_weight(mu, localisation_flag(raw_online, target_wh, tcfg), tcfg,
-                       offline_at_online_peak(s_acc, raw_online))
+                       offline_at_online_peak(s_acc, raw_online), jnp.max(s_acc))
   fused = jnp.broadcast_to(duml_lib.fuse_scores(s_rob, s_acc, mu), (s, s, a_box))
   anchors = postprocess.anchor_offsets(s, tcfg.stride, tcfg.box_anchor_shapes)
   pred = postprocess.decode_boxes(box_map, anchors)
