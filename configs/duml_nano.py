@@ -15,6 +15,9 @@ list: an optional preset first, then ``key=value`` overrides:
   duml_nano,mu=0            the offline branch alone: NanoTrack on its score at temperature
                             3, with voting (the online branch's ablation, DuML-nano-offline)
   duml_nano,voting=0        score voting off
+  duml_nano,online_layer=block3   the online branch reads NanoTrack's block-3 (stride-8,
+                            lower-level) features pooled onto its grid instead of its output
+                            features (output | block3 | output+block3; docs/duml_nano.md)
   duml_nano,online_params=/tmp/duml_nano_meta   meta-trained online pieces (a
                             `python -m duml_jax.training.meta_nano --workdir=...` folder;
                             evaluate.py's --checkpoint sets the same key)
@@ -23,8 +26,8 @@ list: an optional preset first, then ``key=value`` overrides:
                             OpenCV, only the crop sent to the device: faster on CPU
                             (`nanotrack_tracker.NanoTracker`, benchmarks/RESULTS.md)
 
-Keys: ``mu``, ``voting`` (duml_nano / onr only), ``online_params`` (duml_nano /
-onr only), ``crop`` (nanotrack only: ``tracking.crop``, device | host),
+Keys: ``mu``, ``voting``, ``online_params``, ``online_layer`` (duml_nano / onr
+only), ``crop`` (nanotrack only: ``tracking.crop``, device | host),
 ``version``, ``weights``. Every other field with
 ``--config.SECTION.KEY=VALUE`` (e.g. ``--config.tracking.nanotrack.
 window_influence=0.4``); unknown keys fail naming the key.
@@ -44,6 +47,7 @@ import ml_collections
 
 from duml_jax import config_args
 from duml_jax.convert import nanotrack as nano_convert
+from duml_jax.models import duml_nano as dn
 from duml_jax.models import nanotrack as nt
 from duml_jax.tracking import duml_nano_tracker as dnt
 from duml_jax.tracking import nanotrack_tracker as ntt
@@ -65,6 +69,7 @@ def get_config(arg=None):
     c.tracking.crop = "device"       # ntt.CROP_MODES: 'host' crops with OpenCV, same boxes
   else:
     c.model.online_params = ""      # meta_nano workdir (online_params.npz); "" = closed form
+    c.model.online_layer = "output"  # what the online branch reads: duml_nano.ONLINE_LAYERS
     c.tracking = dnt.default_config()
     if preset == "onr":
       c.tracking.mu = 1.0
@@ -84,6 +89,7 @@ _OVERRIDES = {   # key: (section path, field, cast, why a preset without the fie
     "mu": (("tracking",), "mu", float, _NO_ONLINE),
     "voting": (("tracking",), "score_voting", config_args.as_bool, _NO_ONLINE),
     "online_params": (("model",), "online_params", str, _NO_ONLINE),
+    "online_layer": (("model",), "online_layer", str, _NO_ONLINE),
     "crop": (("tracking",), "crop", str, "only the 'nanotrack' tracker has a host crop"),
     "version": (("tracking", "nanotrack"), "version", str, None),
     "weights": (("model",), "weights", str, None),
@@ -109,6 +115,9 @@ def _apply_override(c, key, value, arg):
     raise ValueError(f"config arg {arg!r}: mu={value} outside [0, 1]")
   if key == "version" and value not in nt.VERSIONS:
     raise ValueError(f"config arg {arg!r}: version={value!r}; allowed: {nt.VERSIONS}")
+  if key == "online_layer" and value not in dn.ONLINE_LAYERS:
+    raise ValueError(f"config arg {arg!r}: online_layer={value!r}; allowed: "
+                     f"{sorted(dn.ONLINE_LAYERS)}")
   if key == "crop" and value not in ntt.CROP_MODES:
     raise ValueError(f"config arg {arg!r}: crop={value!r}; allowed: {ntt.CROP_MODES}")
   section[field] = value

@@ -74,6 +74,10 @@ def _nano_graphs(config, variables, family):
   from duml_jax.models import duml_nano as dn   # pylint: disable=import-outside-toplevel
   from duml_jax.models import nanotrack as nt   # pylint: disable=import-outside-toplevel
   from duml_jax.models import online as online_lib   # pylint: disable=import-outside-toplevel
+  layer = config.model.get("online_layer", "output")
+  if layer != "output":   # the online graphs take the backbone graph's output features
+    raise ValueError(f"ONNX export: config.model.online_layer={layer!r}; only 'output' is "
+                     "exported as ONNX graphs (StableHLO exports any online layer)")
   version = config.tracking.nanotrack.version
   nano = variables if family == "nanotrack" else dn.nanotrack_variables(variables)
   # One ONNX Conv per conv layer: the JAX tracker's shifted multiply-adds would export as
@@ -200,9 +204,9 @@ def tracker_functions(config, variables):
       return ntt.track(variables, cfg, state, frame)
     return init, step
   if family == "duml_nano":
-    from duml_jax.models import duml_nano as dn   # pylint: disable=import-outside-toplevel
+    from duml_jax.evaluation import nano   # pylint: disable=import-outside-toplevel
     from duml_jax.tracking import duml_nano_tracker as dnt   # pylint: disable=import-outside-toplevel
-    model, p = dn.build(config.tracking.nanotrack.version), dnt.params(config.tracking)
+    model, p = nano.build_model(config), dnt.params(config.tracking)
 
     def init(frame, box):
       return dnt.init(model, variables, p, frame, box)

@@ -103,6 +103,46 @@ def test_identity_start_of_the_online_pieces(model, random_params):
   np.testing.assert_allclose(f[0, 4, 4, :, 0], z[0, 5, 5], rtol=1e-5)
 
 
+@pytest.mark.parametrize("layer", ["block3", "output+block3"])
+def test_online_layers_read_block3_on_nanotracks_grid(layer, random_params):
+  """Block 3 (stride 8) pooled 3x3 / 2 around cell 2j: feature cell j, computed by hand."""
+  m = dn.build("v2", online_layer=layer)
+  assert m.online_spec.feature_dim == dn.ONLINE_LAYERS[layer]
+  with pytest.raises(ValueError, match="online_layer='block9'"):
+    dn.build("v2", online_layer="block9")
+  shapes = jax.eval_shape(lambda k: dn.init_variables(m, k), jax.random.PRNGKey(0))
+  out = jax.eval_shape(m.apply, shapes, jnp.zeros((1, 127, 127, 3)), jnp.zeros((1, 255, 255, 3)))
+  assert out["online"].shape == (1, 16, 16, 1)
+  c = dn.ONLINE_LAYERS[layer]
+  online = dn.init_online_params(m, jax.random.PRNGKey(1))
+  assert online["online_features"]["proj"]["kernel"].shape == (3, 3, c, c)
+  variables = {"params": {"backbone": random_params["backbone"], **online}}
+  img = jax.random.uniform(jax.random.PRNGKey(2), (1, 63, 63, 3), maxval=255.)
+  feats, got = m.apply(variables, img, method=dn.DuMLNano.features_and_online_input)
+  final, (tap,) = nt.NanoBackbone().apply({"params": random_params["backbone"]}, img, taps=(3,))
+  np.testing.assert_array_equal(feats, final)
+  assert tap.shape == (1, 8, 8, 24) and feats.shape == (1, 4, 4, 48) and got.shape == (1, 4, 4, c)
+  tp = np.pad(np.asarray(tap[0]), ((1, 1), (1, 1), (0, 0)))     # zero padding, divided by 9
+  want = np.stack([np.stack([tp[2 * i:2 * i + 3, 2 * j:2 * j + 3].sum((0, 1)) / 9.
+                             for j in range(4)]) for i in range(4)])
+  if layer == "block3":
+    np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-6)
+  else:   # each part at unit RMS, NanoTrack's features first
+    rms = lambda a: a / np.sqrt(np.mean(np.square(a)))
+    np.testing.assert_allclose(got[0, ..., :48], rms(np.asarray(final[0])), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got[0, ..., 48:], rms(want), rtol=1e-4, atol=1e-5)
+  # Meta-training reads the same inputs (frozen) and steps the online pieces of this width.
+  c_meta = _config()
+  features, step, tx = meta_nano.make_train_step(dn.build("v2", online_layer=layer,
+                                                          train_iters=T), c_meta)
+  batch = _square_batch()
+  feats3 = features({"backbone": random_params["backbone"]}, batch)
+  assert [f.shape[-1] for f in feats3] == [c] * 3 and feats3[1].shape[-3:-1] == (6, 6)
+  _, _, metrics = step(online, tx.init(online), {"backbone": random_params["backbone"]}, feats3,
+                       batch["support_box"], batch["query_box"])
+  assert np.isfinite(float(metrics["loss"]))
+
+
 def test_tracker_config_errors_name_the_key():
   with pytest.raises(KeyError, match="bogus"):
     dnt.params(dnt.default_config(), bogus=1)
@@ -255,6 +295,25 @@ def test_mu0_is_nanotrack_on_its_tempered_score(crossing, model):
   np.testing.assert_allclose(v["fused"], want, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(float(out["score"]), want.reshape(-1)[int(v["best"])], rtol=1e-5)
   assert float(np.max(want)) < 0.999   # the saturated plateau is graded
+
+
+def test_block3_online_layer_tracks_real_frames(crossing):
+  # The template's block-3 features are read from the first frame (NanoTrack keeps only its
+  # output features), the search's from the same backbone pass as the head's.
+  nano, frames, gt = crossing
+  m = dn.build("v2", online_layer="block3")
+  variables = dn.from_nanotrack(nano, dn.init_online_params(m, jax.random.PRNGKey(0)))
+  p = dnt.params(dnt.default_config(), mu=1.)
+  t = dnt.DuMLNanoTracker(m, variables, p)
+  boxes = _run(t, frames, gt[0])
+  assert t.state.filter.shape == (5, 5, 24, 1) and t.state.memory.feats.shape[-1] == 24
+  c, g = boxes[:, :2] + boxes[:, 2:] / 2, gt[1:, :2] + gt[1:, 2:] / 2
+  assert np.max(np.linalg.norm(c - g, axis=1)) < 0.5 * np.min(gt[0, 2:]), (c, g)
+  # The online map is not the output layer's.
+  out = dn.build("v2")
+  ref = dnt.DuMLNanoTracker(out, dn.from_nanotrack(
+      nano, dn.init_online_params(out, jax.random.PRNGKey(0))), p)
+  assert np.abs(_run(ref, frames, gt[0]) - boxes).max() > 0
 
 
 def test_duml_nano_tracks_real_frames(crossing, model):

@@ -70,6 +70,12 @@ def test_presets_and_overrides():
   # mu 0 is the offline branch alone at its temperature: named by it.
   assert evaluate_lib.tracker_name(nano_config.get_config("duml_nano,mu=0,voting=0")) == (
       "DuMLnano-v2-init-mu0-T3")
+  # Another online layer is named too, and builds the model that reads it.
+  c = nano_config.get_config("duml_nano,online_layer=output+block3")
+  assert c.model.online_layer == "output+block3"
+  assert evaluate_lib.tracker_name(c) == "DuMLnano-v2-init-mu0.2-outputblock3-T3-vote"
+  assert nano.build_model(c).online_layer == "output+block3"
+  assert nano.build_model(nano_config.get_config("duml_nano")).online_layer == "output"
 
 
 @pytest.mark.parametrize("arg,match", [
@@ -82,6 +88,8 @@ def test_presets_and_overrides():
     ("duml_nano,version=v9", "version='v9'"),
     ("duml_nano,onr", "'onr' must be key=value"),
     ("nanotrack,crop=gpu", r"crop='gpu'; allowed: \('device', 'host'\)"),
+    ("duml_nano,online_layer=block9", r"online_layer='block9'; allowed: \['block3', "),
+    ("nanotrack,online_layer=block3", "'online_layer' does not apply"),
     ("duml_nano,crop=host", "'crop' does not apply to the 'duml_nano' preset "
                             r"\(only the 'nanotrack' tracker has a host crop\)"),
 ])
@@ -110,6 +118,10 @@ def test_locked_config_and_bad_inputs_fail_clearly(tmp_path):
   c = nano_config.get_config("nanotrack")
   c.tracker = "nanotrak"                    # e.g. --config.tracker=nanotrak
   with pytest.raises(ValueError, match="config.tracker='nanotrak'"):
+    evaluate_lib.make_tracker(c, {})
+  c = nano_config.get_config("duml_nano")
+  c.model.online_layer = "block9"           # --config.model.online_layer=block9
+  with pytest.raises(ValueError, match="config.model.online_layer='block9'"):
     evaluate_lib.make_tracker(c, {})
   c = nano_config.get_config("nanotrack")
   c.tracking.crop = "gpu"                   # --config.tracking.crop=gpu
@@ -220,6 +232,12 @@ def test_meta_version_mismatch_fails(weights, tmp_path):
   (tmp_path / meta_nano.LOG_FILE).write_text(json.dumps({"config": {"version": "v2"}}))
   c = nano_config.get_config(f"duml_nano,version=v1,weights={weights},online_params={tmp_path}")
   with pytest.raises(ValueError, match="meta-trained on NanoTrack v2"):
+    nano.load_variables(c)
+  (tmp_path / meta_nano.LOG_FILE).write_text(json.dumps({"config": {"version": "v2",
+                                                                    "online_layer": "output"}}))
+  c = nano_config.get_config(f"duml_nano,online_layer=block3,weights={weights},"
+                             f"online_params={tmp_path}")
+  with pytest.raises(ValueError, match="meta-trained on online_layer='output'"):
     nano.load_variables(c)
 
 

@@ -63,6 +63,11 @@ def _nano(preset):
   return evaluate_lib.config_and_variables(config)
 
 
+def test_onnx_export_refuses_another_online_layer():
+  with pytest.raises(ValueError, match="config.model.online_layer='block3'"):
+    export.network_graphs(nano_configs.get_config("duml_nano,online_layer=block3"), {})
+
+
 def test_duml_nano_onnx_graphs_and_cv2_tracker_nano(tmp_path, otb_sample):
   """DuML-nano's graphs equal JAX's, and OpenCV's own tracker on the exported NanoTrack graphs
   gives the JAX NanoTrack tracker's boxes within 1 px on the first 20 frames of every

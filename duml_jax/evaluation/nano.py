@@ -55,15 +55,21 @@ def online_workdir(path) -> pathlib.Path:
   return p.parent if p.is_file() else p
 
 
-def _check_meta_version(workdir, want):
-  """The version NanoTrack was meta-trained with (meta_nano.json) must be `want`."""
+def _check_meta_version(workdir, want, layer="output"):
+  """The NanoTrack version and online layer meta-trained with (meta_nano.json) must be
+  the config's."""
   log = pathlib.Path(workdir, ckpt_lib.LOG_FILE)
   if not log.is_file():
     return
-  got = json.loads(log.read_text()).get("config", {}).get("version", want)
+  meta = json.loads(log.read_text()).get("config", {})
+  got = meta.get("version", want)
   if got != want:
     raise ValueError(f"{workdir}: online params meta-trained on NanoTrack {got}, the config "
                      f"uses {want} (tracking.nanotrack.version)")
+  got = meta.get("online_layer", "output")
+  if got != layer:
+    raise ValueError(f"{workdir}: online params meta-trained on online_layer={got!r}, the "
+                     f"config uses {layer!r} (model.online_layer)")
 
 
 def load_variables(config):
@@ -75,15 +81,22 @@ def load_variables(config):
   model = build_model(config)
   if config.model.online_params:
     workdir = online_workdir(config.model.online_params)
-    _check_meta_version(workdir, version(config))
+    _check_meta_version(workdir, version(config), online_layer(config))
     online = ckpt_lib.load_online_params(workdir)
   else:
     online = dn.init_online_params(model, jax.random.PRNGKey(config.seed))
   return dn.from_nanotrack(nano, online)
 
 
+def online_layer(config) -> str:
+  layer = config.model.get("online_layer", "output")
+  if layer not in dn.ONLINE_LAYERS:
+    raise ValueError(f"config.model.online_layer={layer!r}; allowed: {sorted(dn.ONLINE_LAYERS)}")
+  return layer
+
+
 def build_model(config) -> dn.DuMLNano:
-  return dn.build(version(config))
+  return dn.build(version(config), online_layer=online_layer(config))
 
 
 def tracker_name(config) -> str:
@@ -95,7 +108,9 @@ def tracker_name(config) -> str:
   t = config.tracking
   start = "meta" if config.model.online_params else "init"
   temp = t.get("offline_temperature", 1.)
+  layer = online_layer(config)
   return (f"DuMLnano-{version(config)}-{start}-mu{t.mu:g}"
+          + (f"-{layer.replace('+', '')}" if layer != "output" else "")
           + (f"-T{temp:g}" if temp != 1. and t.mu != 1. else "")
           + ("-vote" if t.score_voting else ""))
 

@@ -24,6 +24,12 @@ places point j at ``(j - 8) * 16`` pixels from the crop centre 127.5, i.e. at
 (1/16 cell), and are fused cell by cell with no crop or resampling (unlike
 DuML's 32x32 -> [4:29] online window for the 25x25 offline grid).
 
+What the online branch reads (``online_layer``): NanoTrack's output features
+above (default, what its head reads too), or block 3's stride-8, 24-channel
+features averaged over 3x3 cells at stride 2 onto the same 16x16 grid
+(``block3``), or both, each at unit RMS (``output+block3``): lower-level
+features than the head's, for an online map that is not the head's echo.
+
 Initialisation ("without meta-training"). The ONR's residual functions start
 from their closed form (Gaussian label, tanh mask, unit spatial weight, step
 length 1, regulariser 0.1; DiMP's); the online projection and the filter
@@ -59,6 +65,11 @@ NANO_ONLINE_SPEC = OnlineSpec(feature_dim=48, filter_size=5, train_iters=5, num_
                               min_filter_reg=1e-3, checkpoint_steps=False)
 OFFLINE = ("backbone", "head")
 ONLINE = ("online_features", "filter_init", "residual_fns")
+# What the online branch reads (`DuMLNano.online_layer`) and its channels: NanoTrack's
+# output features (what its head reads), block 3's stride-8 features (lower level, 24
+# channels) pooled onto the stride-16 grid, or both concatenated.
+ONLINE_LAYERS = {"output": 48, "block3": 24, "output+block3": 72}
+_TAP = 3
 
 
 class DuMLNano(nn.Module):
@@ -69,15 +80,20 @@ class DuMLNano(nn.Module):
     online_spec: the ONR hyper-parameters (`OnlineSpec`, in stride-16 cells).
     identity_init: identity start of the online projection and filter conv
       (False: flax's default random init).
+    online_layer: the backbone features the online branch reads (`ONLINE_LAYERS`).
   """
   version: str = "v2"
   online_spec: OnlineSpec = NANO_ONLINE_SPEC
   identity_init: bool = True
+  online_layer: str = "output"     # a key of ONLINE_LAYERS
   online: str = "ONR"          # read by the DuML tracker's shared online code
   stride: int = STRIDE
   a_on: int = 1
 
   def setup(self):
+    if self.online_layer not in ONLINE_LAYERS:
+      raise ValueError(f"DuMLNano.online_layer={self.online_layer!r}; allowed: "
+                       f"{sorted(ONLINE_LAYERS)}")
     backbone, head = nt.build(self.version)
     self.backbone = backbone
     self.head = head
@@ -95,8 +111,30 @@ class DuMLNano(nn.Module):
     """Images (B, H, W, 3) float 0..255 (network channel order) -> NanoTrack features."""
     return self.backbone(img)
 
+  def features_and_online_input(self, img):
+    """Images -> (NanoTrack features, the online branch's input on the same grid).
+
+    For ``online_layer='output'`` both are NanoTrack's features. Block 3's
+    stride-8 cell j sits at crop pixel 8 j; a 3x3 average with stride 2 centred on
+    cell 2 j puts it at 16 j, NanoTrack's feature cell j (no shift between the maps).
+    """
+    if self.online_layer == "output":
+      feats = self.backbone(img)
+      return feats, feats
+    feats, (tap,) = self.backbone(img, taps=(_TAP,))
+    pooled = nn.avg_pool(tap, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if self.online_layer == "block3":
+      return feats, pooled
+    # Each part scaled to unit RMS so that neither dominates the L2-normalised output.
+    rms = lambda a: a / jnp.sqrt(jnp.mean(a * a, axis=(-3, -2, -1), keepdims=True) + 1e-12)
+    return feats, jnp.concatenate([rms(feats), rms(pooled)], axis=-1)
+
+  def online_input(self, img):
+    """Images -> the online branch's input features (B, G, G, ONLINE_LAYERS[online_layer])."""
+    return self.features_and_online_input(img)[1]
+
   def online_feats(self, feats):
-    """NanoTrack features (B, G, G, 48) -> online features (B, G, G, D)."""
+    """Online input (B, G, G, C) (`online_input`) -> online features (B, G, G, D)."""
     return self.online_features([feats])
 
   def offline_heads(self, z_feat, x_feat):
@@ -123,10 +161,10 @@ class DuMLNano(nn.Module):
 
     ``online`` are the scores of phi^(0) (no inner step); creates every parameter.
     """
-    zf, xf = self.features(z), self.features(x)
+    (zf, z_in), (xf, x_in) = self.features_and_online_input(z), self.features_and_online_input(x)
     cls, loc = self.offline_heads(zf, xf)
-    x_on = self.online_feats(xf)
-    filt = self.initial_filter(self.online_feats(zf))
+    x_on = self.online_feats(x_in)
+    filt = self.initial_filter(self.online_feats(z_in))
     grid = x_on.shape[-2]
     self.residual_maps(jnp.full(x.shape[:1] + (2,), (grid - 1) / 2., jnp.float32), grid)
     return {"cls": cls, "loc": loc, "online": online_lib.online_scores(filt, x_on, None)}
@@ -135,15 +173,15 @@ class DuMLNano(nn.Module):
                       num_iter: Optional[int] = None):
     """Sequence-wise online forward through the inner loop, from NanoTrack features.
 
-    The backbone is not called: meta-training computes (frozen) features
-    once and differentiates only the online pieces.
+    The backbone is not called: meta-training computes (frozen) online inputs
+    (`online_input`) once and differentiates only the online pieces.
 
     Args:
-      support_z_feat: (B, S, 8, 8, 48) template features of the support frames
+      support_z_feat: (B, S, 8, 8, C) template online inputs of the support frames
         (the filter starts from their mean, paper footnote 1).
-      support_x_feat: (B, S, 16, 16, 48) search features of the support frames.
+      support_x_feat: (B, S, 16, 16, C) search online inputs of the support frames.
       support_centres: (B, S, 2) target centres in the support crops (pixels).
-      query_x_feat: (B, Q, 16, 16, 48) query search features.
+      query_x_feat: (B, Q, 16, 16, C) query search online inputs.
       num_iter: inner SD-GN steps (default: `online_spec.train_iters`).
     Returns:
       (B, T+1, Q, 16, 16, 1) online scores of phi^(0..T) on the queries.
@@ -183,9 +221,9 @@ def init_online_params(model: DuMLNano, rng):
   """Initial online params {'online_features', 'filter_init', 'residual_fns'}.
 
   Only the online pieces are created (no backbone is run), from zero
-  features of NanoTrack's width (48).
+  online inputs of the model's width (`ONLINE_LAYERS`).
   """
-  c = nt.MOBILENETV3_SMALL_S16[-1].out
+  c = ONLINE_LAYERS[model.online_layer]
 
   def fn(m, zf, xf):
     x_on = m.online_feats(xf)
@@ -219,7 +257,12 @@ def online_params(variables):
   return {k: variables["params"][k] for k in ONLINE}
 
 
-def build(version: str = "v2", identity_init: bool = True, **online_overrides) -> DuMLNano:
-  """A `DuMLNano` with `NANO_ONLINE_SPEC` fields overridden by keyword."""
-  return DuMLNano(version=version, identity_init=identity_init,
+def build(version: str = "v2", identity_init: bool = True, online_layer: str = "output",
+          **online_overrides) -> DuMLNano:
+  """A `DuMLNano` with `NANO_ONLINE_SPEC` fields overridden by keyword; the online
+  feature width follows `online_layer` (the identity start keeps every channel)."""
+  if online_layer not in ONLINE_LAYERS:
+    raise ValueError(f"online_layer={online_layer!r}; allowed: {sorted(ONLINE_LAYERS)}")
+  online_overrides.setdefault("feature_dim", ONLINE_LAYERS[online_layer])
+  return DuMLNano(version=version, identity_init=identity_init, online_layer=online_layer,
                   online_spec=dataclasses.replace(NANO_ONLINE_SPEC, **online_overrides))

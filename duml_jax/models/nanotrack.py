@@ -277,11 +277,17 @@ class NanoBackbone(nn.Module):
   conv_impl: str = 'taps'          # 'lax' for export: see `depthwise_conv`
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, taps: Tuple[int, ...] = ()):
+    """Features; with `taps` (block numbers, 1-based) also the outputs of those blocks:
+    ``(features, (block_taps[0], ...))`` (DuML-nano's online branch reads them)."""
     x = hard_swish(TapConv(STEM_CHANNELS, 3, 2, impl=self.conv_impl, name='stem')(x))
+    tapped = {}
     for i, spec in enumerate(self.blocks):
       x = InvertedResidual(spec, self.conv_impl, name=f'block{i + 1}')(x)
-    return x
+      tapped[i + 1] = x
+    if not taps:
+      return x
+    return x, tuple(tapped[t] for t in taps)
 
 
 def pixelwise_xcorr(z, x):

@@ -169,13 +169,18 @@ def _init(model, variables, p, frame, box):
   augs = crops.init_augmentations(p.num_init_samples, cfg.instance_size)
   xs = jax.vmap(lambda a: crops.crop(frame, nano.mean, image_size, nano.center, s_x,
                                      cfg.instance_size, a))(augs)
-  x_feat = model.apply(variables, _to_network(cfg, xs), method=dn.DuMLNano.features)
-  x_online = model.apply(variables, x_feat, method=dn.DuMLNano.online_feats)
+  x_in = model.apply(variables, _to_network(cfg, xs), method=dn.DuMLNano.online_input)
+  x_online = model.apply(variables, x_in, method=dn.DuMLNano.online_feats)
   half = cfg.instance_size / 2.
   plain = jnp.concatenate([jnp.array([half, half]), nano.size * cfg.instance_size / s_x])
   boxes = jax.vmap(lambda a: crops.augment_box(plain, a, cfg.instance_size))(augs)
   mem = memory_lib.create(x_online, boxes, p.memory_size)
-  z_online = model.apply(variables, nano.z_feat, method=dn.DuMLNano.online_feats)
+  if model.online_layer == "output":
+    z_in = nano.z_feat
+  else:   # another layer of the template than NanoTrack keeps
+    z_in = model.apply(variables, ntt.template_input(cfg, frame, box)[0],
+                       method=dn.DuMLNano.online_input)
+  z_online = model.apply(variables, z_in, method=dn.DuMLNano.online_feats)
   filt0 = model.apply(variables, z_online, method=dn.DuMLNano.initial_filter)[0]
   filt = tracker_lib._optimise(model, variables, p, filt0, mem, p.init_iters)  # pylint: disable=protected-access
   zero = jnp.zeros((), jnp.int32)
@@ -219,10 +224,10 @@ def track(model: dn.DuMLNano, variables, p: NanoParams, state: State, frame):
 def _track(model, variables, p, state, frame, mu, with_maps=False):
   cfg = p.nano
   x, s_x, scale_z = ntt.search_crop(cfg, state.nano, frame)
-  x_feat = model.apply(variables, x, method=dn.DuMLNano.features)
+  x_feat, x_in = model.apply(variables, x, method=dn.DuMLNano.features_and_online_input)
   cls, loc = model.apply(variables, state.nano.z_feat, x_feat,
                          method=dn.DuMLNano.offline_heads)
-  x_online = model.apply(variables, x_feat, method=dn.DuMLNano.online_feats)
+  x_online = model.apply(variables, x_in, method=dn.DuMLNano.online_feats)
   raw = online_lib.online_scores(state.filter[None], x_online, None)[0]     # (S, S, 1)
   crop_scale = cfg.instance_size / s_x
   target_wh = state.nano.size * crop_scale

@@ -415,11 +415,17 @@ def _state_of_template(variables, cfg, z, center, size, mean):
   return NanoState(backbone.apply(variables['backbone'], z), center, size, mean)
 
 
-def init_state(variables, cfg, frame, box):
-  """`NanoState` of the first frame (unjitted; `init` is its jitted form)."""
+def template_input(cfg, frame, box):
+  """The first frame's template as network input (1, 127, 127, 3), with its centre,
+  size and the frame's channel mean (the crop's fill)."""
   center, size, s_z = _template_geometry(cfg, box)
   mean = channel_mean(frame)
-  z = _crop(cfg, frame, center, s_z, cfg.exemplar_size, mean)
+  return _crop(cfg, frame, center, s_z, cfg.exemplar_size, mean), center, size, mean
+
+
+def init_state(variables, cfg, frame, box):
+  """`NanoState` of the first frame (unjitted; `init` is its jitted form)."""
+  z, center, size, mean = template_input(cfg, frame, box)
   return _state_of_template(variables, cfg, z, center, size, mean)
 
 

@@ -58,6 +58,7 @@ def get_config():
   """Meta-training recipe (a few CPU minutes at the defaults)."""
   c = ml_collections.ConfigDict()
   c.version = "v2"
+  c.online_layer = "output"           # what the online branch reads (duml_nano.ONLINE_LAYERS)
   c.weights = str(nano_convert.default_weights_dir())
   c.network_channels = "rgb"          # as the cv2-compatible tracker config feeds the network
   c.steps = 80
@@ -117,10 +118,11 @@ def images(x, network_channels):
 
 
 def frozen_features(model, nano_params, batch, network_channels):
-  """NanoTrack features of a sequence batch: (support z, support x, query x)."""
+  """The online branch's inputs of a sequence batch (`DuMLNano.online_input`: NanoTrack's
+  features, or the layer ``model.online_layer`` names): (support z, support x, query x)."""
   variables = {"params": nano_params}
   f = lambda a: model.apply(variables, images(a.reshape((-1,) + a.shape[2:]), network_channels),
-                            method=dn.DuMLNano.features)
+                            method=dn.DuMLNano.online_input)
   sz, sx, qx = batch["support_template"], batch["support_search"], batch["query_search"]
   unflat = lambda y, a: y.reshape(a.shape[:2] + y.shape[1:])
   # Frozen: no gradient reaches NanoTrack through its features.
@@ -191,7 +193,8 @@ def train(config, workdir, nano_variables=None):
   workdir.mkdir(parents=True, exist_ok=True)
   if nano_variables is None:
     nano_variables = nano_convert.load_nanotrack(config.weights, config.version)
-  model = dn.build(config.version, train_iters=config.inner_iters)
+  model = dn.build(config.version, online_layer=config.online_layer,
+                   train_iters=config.inner_iters)
   nano_params = dn.from_nanotrack(nano_variables, dn.init_online_params(
       model, jax.random.PRNGKey(config.seed)))["params"]
   online = {k: nano_params.pop(k) for k in dn.ONLINE}
@@ -239,6 +242,8 @@ def main(argv=None):
                   help="OTB-layout folder of real training clips (default: config.real_train, "
                        "../shared/data/real_train beside the repository)")
   ap.add_argument("--weights", default=None, help="NanoTrack weights (default: config.weights)")
+  ap.add_argument("--online_layer", default=None, choices=sorted(dn.ONLINE_LAYERS),
+                  help="backbone features the online branch reads (default: config.online_layer)")
   ap.add_argument("--synthetic_videos", type=int, default=None,
                   help="generated synthetic videos (default: config.data.synthetic.num_videos)")
   ap.add_argument("--synthetic_frames", type=int, default=None,
@@ -254,6 +259,8 @@ def main(argv=None):
     config.real_train = args.real_train
   if args.weights is not None:
     config.weights = args.weights
+  if args.online_layer is not None:
+    config.online_layer = args.online_layer
   if args.no_real_train:
     config.real_train = ""
   if args.synthetic_videos is not None:
