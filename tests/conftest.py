@@ -5,18 +5,13 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pathlib  # noqa: E402
-import tempfile  # noqa: E402
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Many tests compile the same computations (train steps, tracker steps) in
-# separate runs; a persistent compilation cache shared by every test run reuses them.
-jax.config.update("jax_compilation_cache_dir",
-                  os.environ.get("DUML_TEST_JAX_CACHE",
-                                 os.path.join(tempfile.gettempdir(), "duml_jax_test_cache")))
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+from tests import jax_cache  # noqa: E402
+
+jax_cache.configure(jax)
 
 SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -28,6 +28,7 @@ from duml_jax.data import frames as frames_lib
 from duml_jax.evaluation import provenance
 from duml_jax.evaluation import runner
 from duml_jax.evaluation import writers
+from tests import jax_cache
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 W, H, N = 96, 72, 5
@@ -58,12 +59,7 @@ def _run_cases(cases, tmp):
   spec = tmp / f"cases_{names[0]}.json"
   out = tmp / f"results_{names[0]}.json"
   spec.write_text(json.dumps([cases[n] for n in names]))
-  # The persistent compilation cache of conftest.py: the tiny tracker compiles once per machine.
-  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=os.environ.get(
-                 "DUML_TEST_JAX_CACHE", os.path.join(tempfile.gettempdir(), "duml_jax_test_cache")),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu", **jax_cache.ENV)
   env.pop("DUML_TRACEBACK", None)
   res = subprocess.run([sys.executable, "tests/cli_cases.py", str(spec), str(out)], cwd=ROOT,
                        capture_output=True, text=True, timeout=600, env=env)

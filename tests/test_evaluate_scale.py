@@ -18,6 +18,7 @@ from duml_jax.evaluation import evaluate_lib
 from duml_jax.evaluation import provenance
 from duml_jax.evaluation import writers
 from duml_jax.models import duml
+from tests import jax_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # name: (source, first frame, frames); all 360x240, so one padded frame shape is compiled.
@@ -137,8 +138,7 @@ def test_two_processes_equal_one_process_and_resume(tiny, prefixes, reference, t
   with open(done, "w") as f:
     f.write(reference[1]["Freeman1_late"])
   stamp = os.stat(done).st_mtime_ns
-  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
+  env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", **jax_cache.ENV)
   env.pop("XLA_FLAGS", None)     # one CPU device per process
   port = _free_port()
   procs = [subprocess.Popen(

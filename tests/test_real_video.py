@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from duml_jax.evaluation import real_video
+from tests import jax_cache
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FRAMES = 20     # the CI size: 2 sequences x 20 frames
@@ -93,7 +94,8 @@ def test_real_video_script_end_to_end(otb_sample, shared_dir, tmp_path):
   _subset(otb_sample, data, ["Crossing", "Freeman1"])
   env = dict(os.environ, DUML_PYTHON=sys.executable, NANO_WEIGHTS=str(weights),
              REAL_TRAIN=str(tmp_path / "no_real_train"), META_STEPS="1", META_BATCH="1",
-             META_SYNTH_VIDEOS="2", META_SYNTH_FRAMES="12", JAX_PLATFORMS="cpu")
+             META_SYNTH_VIDEOS="2", META_SYNTH_FRAMES="12", JAX_PLATFORMS="cpu",
+             **jax_cache.ENV)
 
   def run(out, **extra):
     r = subprocess.run(["bash", str(REPO / "scripts" / "real_video.sh"), str(data), str(out)],
