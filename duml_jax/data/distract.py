@@ -23,7 +23,6 @@ built beside it and renamed into place; a folder made earlier with the same inpu
 and settings is reused, any other existing output is refused.
 """
 import argparse
-import json
 import os
 import shutil
 
@@ -31,6 +30,7 @@ import cv2
 import numpy as np
 
 from duml_jax.data import benchmarks
+from duml_jax.data import derived
 from duml_jax.data import frames as frames_lib
 
 MARKER = "distract.json"
@@ -89,19 +89,15 @@ def distract_otb(src, dst, amplitude=2., period=60.):
     raise ValueError(f"distract: period={period}; want a number of frames > 0")
   src, dst = os.path.abspath(src), os.path.abspath(dst)
   seqs = benchmarks.load_benchmark("otb", src)
-  want = {"input": src, "amplitude": amplitude, "period": period}
-  if os.path.exists(dst):
-    marker = os.path.join(dst, MARKER)
-    if os.path.isfile(marker):
-      with open(marker) as f:
-        if json.load(f) == want:
-          return {s.name: sum(map(_has_box, s.boxes[1:])) for s in seqs}
-    raise ValueError(f"distract: {dst} exists and is not the distractor copy of {src} with "
-                     f"amplitude={amplitude}, period={period}; remove it or give another "
-                     "--output")
-  tmp = f"{dst}.tmp-{os.getpid()}"
-  shutil.rmtree(tmp, ignore_errors=True)
-  counts = {}
+  derived.build_once(
+      dst, MARKER, {"input": src, "amplitude": amplitude, "period": period},
+      lambda tmp: _write(seqs, tmp, amplitude, period),
+      f"distract: {dst} exists and is not the distractor copy of {src} with "
+      f"amplitude={amplitude}, period={period}; remove it or give another --output")
+  return {s.name: sum(map(_has_box, s.boxes[1:])) for s in seqs}
+
+
+def _write(seqs, tmp, amplitude, period):
   for s in seqs:
     seq_dir = os.path.dirname(os.path.dirname(s.frames[0]))   # <seq>/img/<frame>
     gt_name = "groundtruth_rect.txt"
@@ -112,7 +108,6 @@ def distract_otb(src, dst, amplitude=2., period=60.):
                     os.path.join(tmp, s.name, "groundtruth_rect.txt"))
     first = frames_lib.read_frame(s.frames[0], s.name, 0)
     patch = _template_patch(first, s.boxes[0], f"sequence {s.name!r}, frame 0")
-    pasted = 0
     for t, f in enumerate(s.frames):
       out = os.path.join(tmp, s.name, "img", os.path.basename(f))
       box = s.boxes[t]
@@ -124,12 +119,6 @@ def distract_otb(src, dst, amplitude=2., period=60.):
       jpeg = [cv2.IMWRITE_JPEG_QUALITY, 95] if out.lower().endswith((".jpg", ".jpeg")) else []
       if not cv2.imwrite(out, img[..., ::-1], jpeg):
         raise OSError(f"distract: could not write {out}")
-      pasted += 1
-    counts[s.name] = pasted
-  with open(os.path.join(tmp, MARKER), "w") as f:
-    json.dump(want, f)
-  os.replace(tmp, dst)
-  return counts
 
 
 def main(argv=None):

@@ -13,11 +13,10 @@ output is built beside it and renamed into place; a folder made earlier with the
 same input and k is reused, any other existing output is refused.
 """
 import argparse
-import json
 import os
-import shutil
 
 from duml_jax.data import benchmarks
+from duml_jax.data import derived
 
 MARKER = "subsample.json"
 
@@ -37,17 +36,14 @@ def subsample_otb(src, dst, every):
   src, dst = os.path.abspath(src), os.path.abspath(dst)
   seqs = benchmarks.load_benchmark("otb", src)
   counts = {s.name: len(s.frames[::every]) for s in seqs}
-  want = {"input": src, "every": every}
-  if os.path.exists(dst):
-    marker = os.path.join(dst, MARKER)
-    if os.path.isfile(marker):
-      with open(marker) as f:
-        if json.load(f) == want:
-          return counts
-    raise ValueError(f"subsample: {dst} exists and is not the every-{every} copy of {src}; "
-                     "remove it or give another --output")
-  tmp = f"{dst}.tmp-{os.getpid()}"
-  shutil.rmtree(tmp, ignore_errors=True)
+  derived.build_once(
+      dst, MARKER, {"input": src, "every": every}, lambda tmp: _write(seqs, tmp, every),
+      f"subsample: {dst} exists and is not the every-{every} copy of {src}; "
+      "remove it or give another --output")
+  return counts
+
+
+def _write(seqs, tmp, every):
   done = set()
   for s in seqs:
     seq_dir = os.path.dirname(os.path.dirname(s.frames[0]))   # <seq>/img/<frame>
@@ -67,10 +63,6 @@ def subsample_otb(src, dst, every):
           rows = [r for r in f.read().splitlines() if r.strip()]
         with open(os.path.join(tmp, folder, gt), "w") as f:
           f.write("\n".join(rows[::every]) + "\n")
-  with open(os.path.join(tmp, MARKER), "w") as f:
-    json.dump(want, f)
-  os.replace(tmp, dst)
-  return counts
 
 
 def main(argv=None):
