@@ -5,13 +5,13 @@ list: an optional preset first, then ``key=value`` overrides:
 
   nanotrack                 NanoTrack alone, the JAX tracker reproducing cv2.TrackerNano
   duml_nano (default)       NanoTrack offline branch + DuML's ONR online branch, fusion
-                            with mu 0.2 (Eq. 1) of the min-max online map and NanoTrack's
+                            with mu 0.5 (Eq. 1) of the min-max online map and NanoTrack's
                             score at temperature 3 (tracking.offline_temperature), score
                             voting (Eq. 4-5), DuML's memory and update schedule
                             (docs/duml_nano.md)
   onr                       DuML-nano with mu = 1: the online branch localises alone (the
                             box is NanoTrack's decoded box at the online peak)
-  duml_nano,mu=0.5          fusion weight (0.5: more robust at low frame rates, docs/duml_nano.md)
+  duml_nano,mu=0.2          fusion weight (0.2: the default before 2026-12-07, docs/duml_nano.md)
   duml_nano,mu=0            the offline branch alone: NanoTrack on its score at temperature
                             3, with voting (the online branch's ablation, DuML-nano-offline)
   duml_nano,voting=0        score voting off

@@ -148,8 +148,8 @@ def test_tracker_config_errors_name_the_key():
     dnt.params(dnt.default_config(), bogus=1)
   with pytest.raises(ValueError, match="mu"):
     dnt.params(dnt.default_config(), mu=1.5)
-  p = dnt.params(dnt.default_config(), mu=0.5, score_voting=False)
-  assert (p.mu, p.score_voting, p.stride, p.nano.score_size) == (0.5, False, 16, 16)
+  p = dnt.params(dnt.default_config(), mu=0.8, score_voting=False)
+  assert (p.mu, p.score_voting, p.stride, p.nano.score_size) == (0.8, False, 16, 16)
   hash(p)
   # Config values are cast to the field types of the shared online schedule.
   p = dnt.params(dnt.default_config(), update_every=10.0, update_lr=1, score_voting=0)
@@ -177,7 +177,7 @@ def test_duml_nano_schedule_values_are_the_paper_configs():
   paper = duml_configs.get_config("paper").tracking
   nano = dnt.default_config()
   for f in dataclasses.fields(tracker.OnlineSchedule):
-    want = {"mu": 0.2, "offline_temperature": 3.0}.get(f.name, paper.get(f.name, f.default))
+    want = {"mu": 0.5, "offline_temperature": 3.0}.get(f.name, paper.get(f.name, f.default))
     assert nano[f.name] == want, f.name
   assert (paper.mu, paper.offline_temperature) == (0.8, 1.0)
 

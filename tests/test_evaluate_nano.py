@@ -48,11 +48,11 @@ def test_presets_and_overrides():
   d = nano_config.get_config(None)
   assert (d.name, d.tracker, d.tracking.mu, d.tracking.score_voting,
           d.tracking.offline_temperature, d.tracking.online_norm) == (
-      "duml_nano", "duml_nano", 0.2, True, 3.0, "minmax")
+      "duml_nano", "duml_nano", 0.5, True, 3.0, "minmax")
   assert d.model.online_params == ""
-  c = nano_config.get_config("duml_nano,mu=0.5,voting=0,version=v1,online_params=/x/meta")
+  c = nano_config.get_config("duml_nano,mu=0.8,voting=0,version=v1,online_params=/x/meta")
   assert (c.tracking.mu, c.tracking.score_voting, c.tracking.nanotrack.version,
-          c.model.online_params) == (0.5, False, "v1", "/x/meta")
+          c.model.online_params) == (0.8, False, "v1", "/x/meta")
   assert nano_config.get_config("onr").tracking.mu == 1.0
   assert nano_config.get_config("nanotrack,weights=/w").model.weights == "/w"
   assert nano_config.get_config("nanotrack").tracking.crop == "device"
