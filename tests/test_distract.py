@@ -56,6 +56,24 @@ def test_patch_position_by_hand_and_target_kept(otb, tmp_path):
   assert json.loads((dst / distract.MARKER).read_text())["period"] == 8.
 
 
+def test_lagged_patch_is_the_target_of_k_frames_earlier(otb, tmp_path):
+  dst = tmp_path / "dis"
+  distract.distract_otb(otb, dst, amplitude=1.5, period=8, lag=2)
+  seq, = benchmarks.load_benchmark("otb", str(dst))
+  # Frame t pastes frame t-2's target (its value 200 + t - 2); frame 1 frame 0's; frame 7
+  # would take frame 5's, which has no box, so it keeps frame 4's (pasted at frame 6).
+  for t, left, source in ((1, 61, 0), (3, 39, 1), (4, 35, 2), (7, 61, 4)):
+    img = frames.read_frame(seq.frames[t])
+    np.testing.assert_array_equal(img[20:30, left:left + 10], _frame(source)[20:30, 50:60])
+    np.testing.assert_array_equal(img[20:30, 50:60], _frame(t)[20:30, 50:60])
+  assert json.loads((dst / distract.MARKER).read_text())["lag"] == 2
+  with pytest.raises(ValueError, match="lag=0"):     # another lag: refused, not reused
+    distract.distract_otb(otb, dst, amplitude=1.5, period=8)
+  for bad in (-1, 1.5):
+    with pytest.raises(ValueError, match=f"lag={bad}"):
+      distract.distract_otb(otb, tmp_path / "x", lag=bad)
+
+
 def test_patch_clipped_at_the_image_edge():
   img = np.zeros((10, 12, 3), np.uint8)
   patch = np.full((4, 4, 3), 9, np.uint8)
@@ -87,5 +105,5 @@ def test_reuse_refusal_and_bad_arguments(otb, tmp_path):
 
 def test_cli(otb, tmp_path, capsys):
   distract.main(["--input", str(otb), "--output", str(tmp_path / "d"), "--period", "4"])
-  assert "1 sequences, 6 frames with a distractor (amplitude 2, period 4)" in \
+  assert "1 sequences, 6 frames with a distractor (amplitude 2, period 4, lag 0)" in \
       capsys.readouterr().out

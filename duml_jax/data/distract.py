@@ -13,7 +13,13 @@ two equally good matches of its template; an online branch that has learnt the
 target against its background (DuML's ONR) can tell them apart. The same real
 video, made harder in one controlled way, from sequences one already has.
 
-  python -m duml_jax.data.distract --input=DIR --output=DIR [--amplitude=2 --period=60]
+With ``lag`` k > 0 the pasted patch is instead the target as it was k frames
+earlier (frame t - k's ground-truth patch, or the latest frame before it with a
+box; frame 0's while t < k): a twin that follows the target's changes of
+appearance, as hard for a branch that remembers recent frames (the online one) as
+for the template.
+
+  python -m duml_jax.data.distract --input=DIR --output=DIR [--amplitude=2 --period=60 --lag=0]
 
 The input is read (and so checked) by the `otb` loader. The first frame and frames
 without a ground-truth box are linked to the originals; the others are written
@@ -61,28 +67,34 @@ def _has_box(box):
   return bool(np.isfinite(box).all() and box[2] > 0 and box[3] > 0)
 
 
-def _template_patch(frame, box, where):
+def _target_patch(frame, box):
+  """The pixels of `box` inside `frame` (rounded), or None where that is empty."""
   x, y, w, h = box
   x0, y0 = max(0, int(round(x))), max(0, int(round(y)))
   x1 = min(frame.shape[1], int(round(x + w)))
   y1 = min(frame.shape[0], int(round(y + h)))
   if x1 - x0 < 1 or y1 - y0 < 1:
-    raise ValueError(f"distract: {where}: the first frame's box {list(box)} is empty or "
-                     f"outside the {frame.shape[1]}x{frame.shape[0]} image")
+    return None
   return frame[y0:y1, x0:x1]
 
 
-def distract_otb(src, dst, amplitude=2., period=60.):
+def distract_otb(src, dst, amplitude=2., period=60., lag=0):
   """Writes the distractor copy of the OTB-layout folder `src` to `dst`.
+
+  `lag` 0 pastes the first frame's target patch; k > 0 the target of k frames earlier.
 
   Returns:
     {sequence name: frames with a distractor}.
   Raises:
-    ValueError: amplitude < 0 or period <= 0 (or not finite), an empty first box, or
+    ValueError: amplitude < 0 or period <= 0 (or not finite), lag not a whole number
+      >= 0, an empty first box, or
       `dst` exists and is not this copy.
     benchmarks.BenchmarkError / frames.FrameError: unreadable input (named).
   """
   amplitude, period = float(amplitude), float(period)
+  if not (float(lag).is_integer() and lag >= 0):
+    raise ValueError(f"distract: lag={lag}; want a whole number of frames >= 0")
+  lag = int(lag)
   if not (np.isfinite(amplitude) and amplitude >= 0):
     raise ValueError(f"distract: amplitude={amplitude}; want a number >= 0")
   if not (np.isfinite(period) and period > 0):
@@ -90,14 +102,15 @@ def distract_otb(src, dst, amplitude=2., period=60.):
   src, dst = os.path.abspath(src), os.path.abspath(dst)
   seqs = benchmarks.load_benchmark("otb", src)
   derived.build_once(
-      dst, MARKER, {"input": src, "amplitude": amplitude, "period": period},
-      lambda tmp: _write(seqs, tmp, amplitude, period),
+      dst, MARKER, {"input": src, "amplitude": amplitude, "period": period, "lag": lag},
+      lambda tmp: _write(seqs, tmp, amplitude, period, lag),
       f"distract: {dst} exists and is not the distractor copy of {src} with "
-      f"amplitude={amplitude}, period={period}; remove it or give another --output")
+      f"amplitude={amplitude}, period={period}, lag={lag}; remove it or give another "
+      f"--output")
   return {s.name: sum(map(_has_box, s.boxes[1:])) for s in seqs}
 
 
-def _write(seqs, tmp, amplitude, period):
+def _write(seqs, tmp, amplitude, period, lag):
   for s in seqs:
     seq_dir = os.path.dirname(os.path.dirname(s.frames[0]))   # <seq>/img/<frame>
     gt_name = "groundtruth_rect.txt"
@@ -107,15 +120,26 @@ def _write(seqs, tmp, amplitude, period):
     shutil.copyfile(os.path.join(seq_dir, gt_name),
                     os.path.join(tmp, s.name, "groundtruth_rect.txt"))
     first = frames_lib.read_frame(s.frames[0], s.name, 0)
-    patch = _template_patch(first, s.boxes[0], f"sequence {s.name!r}, frame 0")
+    patch = _target_patch(first, s.boxes[0])
+    if patch is None:
+      raise ValueError(f"distract: sequence {s.name!r}, frame 0: the first frame's box "
+                       f"{list(s.boxes[0])} is empty or outside the "
+                       f"{first.shape[1]}x{first.shape[0]} image")
+    recent = {0: patch}   # lag > 0: target patches of the frames t - lag .. t - 1
     for t, f in enumerate(s.frames):
       out = os.path.join(tmp, s.name, "img", os.path.basename(f))
       box = s.boxes[t]
+      if lag and t >= lag:   # frame t - lag's patch; none (no box): keep the one before
+        patch = recent.pop(t - lag, patch)
       if t == 0 or not _has_box(box):
         os.symlink(os.path.realpath(f), out)
         continue
-      img = paste_behind(frames_lib.read_frame(f, s.name, t), patch,
-                         distractor_left(box, t, amplitude, period), box[1], box)
+      frame = frames_lib.read_frame(f, s.name, t)
+      if lag:
+        own = _target_patch(frame, box)
+        if own is not None:
+          recent[t] = own.copy()
+      img = paste_behind(frame, patch, distractor_left(box, t, amplitude, period), box[1], box)
       jpeg = [cv2.IMWRITE_JPEG_QUALITY, 95] if out.lower().endswith((".jpg", ".jpeg")) else []
       if not cv2.imwrite(out, img[..., ::-1], jpeg):
         raise OSError(f"distract: could not write {out}")
@@ -129,13 +153,16 @@ def main(argv=None):
                   help="swing of the distractor, in target widths (default 2)")
   ap.add_argument("--period", type=float, default=60.,
                   help="frames per full swing (default 60)")
+  ap.add_argument("--lag", type=int, default=0,
+                  help="0: paste the first frame's target; k > 0: the target of k frames "
+                       "earlier (default 0)")
   args = ap.parse_args(argv)
   try:
-    counts = distract_otb(args.input, args.output, args.amplitude, args.period)
+    counts = distract_otb(args.input, args.output, args.amplitude, args.period, args.lag)
   except (ValueError, OSError, benchmarks.BenchmarkError, frames_lib.FrameError) as e:
     raise SystemExit(f"error: {e}") from None
   print(f"{len(counts)} sequences, {sum(counts.values())} frames with a distractor "
-        f"(amplitude {args.amplitude:g}, period {args.period:g}) -> "
+        f"(amplitude {args.amplitude:g}, period {args.period:g}, lag {args.lag}) -> "
         f"{os.path.abspath(args.output)}")
 
 
