@@ -62,7 +62,7 @@ def test_presets_and_overrides():
   assert evaluate_lib.tracker_name(nano_config.get_config("onr,voting=0")) == (
       "DuMLnano-v2-init-mu1")
   assert evaluate_lib.tracker_name(nano_config.get_config(
-      "duml_nano,online_params=/m")) == "DuMLnano-v2-meta-mu0.2-T3-vote"
+      "duml_nano,online_params=/m")) == "DuMLnano-v2-meta-mu0.5-T3-vote"
   one = nano_config.get_config("duml_nano,mu=0.8")
   one.unlock()
   one.tracking.offline_temperature = 1.
@@ -73,7 +73,7 @@ def test_presets_and_overrides():
   # Another online layer is named too, and builds the model that reads it.
   c = nano_config.get_config("duml_nano,online_layer=output+block3")
   assert c.model.online_layer == "output+block3"
-  assert evaluate_lib.tracker_name(c) == "DuMLnano-v2-init-mu0.2-outputblock3-T3-vote"
+  assert evaluate_lib.tracker_name(c) == "DuMLnano-v2-init-mu0.5-outputblock3-T3-vote"
   assert nano.build_model(c).online_layer == "output+block3"
   assert nano.build_model(nano_config.get_config("duml_nano")).online_layer == "output"
 
