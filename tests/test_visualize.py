@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from configs import duml as duml_config
+from duml_jax import errors
 from duml_jax.data import benchmarks
 from duml_jax.data.frames import read_frame
 from duml_jax.evaluation import visualize as vis
@@ -223,3 +224,18 @@ def test_make_stepper_of_configs(tiny):
   assert (st.mu, st.stride) == (want.mu, want.stride) and st.name.startswith("DuML")
   with pytest.raises(vis.VisualiseError, match="no online"):
     vis.make_stepper(duml_nano_config.get_config("nanotrack"), None)
+
+
+def test_init_shift_moves_the_init_box_only(tiny, seq, tmp_path):
+  model, variables, tcfg = tiny
+  stepper = vis.duml_stepper(model, variables, tcfg)
+  res = vis.visualise_sequence(stepper, seq, tmp_path, frames="1:2", mp4=False,
+                               progress=lambda s: None, init_shift=(3., -2.))
+  gt = np.asarray(seq.boxes[0], np.float64)
+  np.testing.assert_allclose(res.boxes[0], gt + [3., -2., 0., 0.])
+  assert res.ious[0] < 1. and len(res.pngs) == 2      # scored against the unmoved box
+  assert vis.parse_init_shift(["1", "-2.5"]) == (1., -2.5)
+  for bad in (["1"], ["1", "x"], ["nan", "0"]):
+    with pytest.raises(vis.VisualiseError, match="--init_shift"):
+      vis.parse_init_shift(bad)
+  assert issubclass(vis.VisualiseError, errors.UserError)   # the CLI prints the message alone

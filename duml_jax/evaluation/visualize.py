@@ -27,13 +27,15 @@ sequence's own numbering of its listed frames) for the frames in ``--frames``
 (``first:last``, inclusive; default all) every ``--every`` frames, and
 ``OUTPUT_DIR/<sequence>.mp4`` of those panels (``mp4v``: the codec the
 headless OpenCV wheel encodes and decodes; the file is read back and its frame
-count checked). Tracking always starts at frame 1 and stops at ``last``.
+count checked). Tracking always starts at frame 1 and stops at ``last``;
+``--init_shift=dx,dy`` starts it from the init box moved by that many pixels (as
+evaluate.py's, to draw a run of a shifted start).
 """
 import dataclasses
 import os
 import sys
 import time
-from typing import Callable, NamedTuple, Optional, Sequence as Seq
+from typing import Callable, NamedTuple, Optional, Sequence as Seq, Tuple
 
 from absl import app
 from absl import flags
@@ -46,6 +48,7 @@ from PIL import Image   # a matplotlib requirement
 
 from duml_jax import cli
 from duml_jax import console
+from duml_jax import errors
 from duml_jax.data.frames import read_frame
 from duml_jax.evaluation import evaluate_lib
 from duml_jax.evaluation import families
@@ -71,8 +74,9 @@ WINDOW_COLOR = (160, 160, 160)
 TEXT_COLOR = (255, 255, 255)
 
 
-class VisualiseError(ValueError):
-  """A bad flag value (frame range, sequence name) or an unreadable output."""
+class VisualiseError(errors.UserError, ValueError):
+  """A bad flag value (frame range, sequence name) or an unreadable output: the command
+  line prints its message alone (`cli.run`)."""
 
 
 class Stepper(NamedTuple):
@@ -347,6 +351,18 @@ def render_panel(frame, gt, track, out=None, stride: int = 8, mu: float = 0.,
 # -- driving ------------------------------------------------------------------
 
 
+def parse_init_shift(values) -> Tuple[float, float]:
+  """--init_shift's list of strings as (dx, dy) finite floats, or a VisualiseError."""
+  try:
+    shift = tuple(float(v) for v in values or [])
+  except ValueError:
+    shift = ()
+  if len(shift) != 2 or not all(map(np.isfinite, shift)):
+    raise VisualiseError(f"--init_shift={','.join(values or [])}: expected two finite numbers "
+                         "dx,dy (pixels)")
+  return shift
+
+
 def frame_numbers(num_frames: int, frames: Optional[str] = None, every: int = 1):
   """1-based frame numbers to draw: ``frames`` 'first:last' (inclusive; either side may be
   empty) or 'n', every `every`-th from first."""
@@ -428,9 +444,11 @@ def write_png(path, panel, colors: int = 0):
 def visualise_sequence(stepper: Stepper, seq, output_dir, frames: Optional[str] = None,
                        every: int = 1, mp4: bool = True, fps: float = 10.,
                        progress: Optional[Callable[[str], None]] = None,
-                       png_colors: int = 0) -> Result:
+                       png_colors: int = 0, init_shift=(0., 0.)) -> Result:
   """Tracks `seq` (a `duml_jax.data.sequence.Sequence`) from its first frame to the last
-  drawn one and writes the panels (module docstring; `png_colors`: `write_png`)."""
+  drawn one and writes the panels (module docstring; `png_colors`: `write_png`).
+  `init_shift` (dx, dy) pixels moves the init box as evaluate.py's --init_shift does (the
+  ground truth drawn and scored is unchanged), to draw a run from another start."""
   progress = progress or (lambda s: print(s, file=sys.stderr, flush=True))
   numbers = frame_numbers(len(seq.frames), frames, every)
   wanted, last = set(numbers), numbers[-1]
@@ -448,7 +466,8 @@ def visualise_sequence(stepper: Stepper, seq, output_dir, frames: Optional[str] 
     if k == 1:
       if gt is None:
         raise VisualiseError(f"{seq.name}: no ground-truth box on frame 1 to start from")
-      state, box = stepper.init(frame, gt), gt
+      box = gt + np.array([init_shift[0], init_shift[1], 0., 0.])
+      state = stepper.init(frame, box)
     else:
       state, out = stepper.step(state, frame)
       box = np.asarray(out["box"], np.float64)
@@ -494,6 +513,8 @@ def _define_flags():
   flags.DEFINE_string("output_dir", None, "Where PNGs and MP4s go.")
   flags.DEFINE_bool("mp4", True, "Also write <output_dir>/<sequence>.mp4.")
   flags.DEFINE_float("fps", 10., "MP4 frame rate.")
+  flags.DEFINE_list("init_shift", ["0", "0"], "dx,dy pixels added to the init box (as "
+                    "evaluate.py --init_shift: draw a run from another start).")
   flags.DEFINE_integer("png_colors", 0, "0: full-colour PNGs; N: palette of N "
                        "colours (smaller files, e.g. 256 for docs/).")
 
@@ -507,12 +528,13 @@ def main(argv):
     raise app.UsageError("--output_dir and --dataset_dir are required")
   if f.config is None and not f.checkpoint:
     raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
+  init_shift = parse_init_shift(f.init_shift)
   config, variables = evaluate_lib.resolve(f.config, f.checkpoint, f.step)
   stepper = make_stepper(config, variables, f.benchmark)
   seqs = evaluate_lib.load_sequences(f.benchmark, f.dataset_dir, sequences=f.sequence or None)
   for seq in seqs:
     res = visualise_sequence(stepper, seq, f.output_dir, f.frames, f.every, f.mp4, f.fps,
-                             png_colors=f.png_colors)
+                             png_colors=f.png_colors, init_shift=init_shift)
     print(f"{seq.name}: {len(res.pngs)} panels in {os.path.join(f.output_dir, seq.name)}"
           + (f", {res.mp4}" if res.mp4 else "") + f"; mean IoU over frames 1-{len(res.ious)} "
           f"{np.nanmean(res.ious):.3f}")
