@@ -31,7 +31,6 @@ sequences into OUT (a folder every host sees), and process 0 writes the report.
 Bad input (flags, files, frames, boxes) exits with status 2 and a line naming
 it; --verbosity=1 or DUML_TRACEBACK=1 shows the traceback too.
 """
-import math
 
 from absl import app
 from absl import flags
@@ -91,16 +90,7 @@ def _config_and_variables():
 
 
 def _numbers(flag, count, expected, finite=False):
-  """The list flag `flag` as `count` floats (finite ones if `finite`); otherwise a usage
-  error naming the flag, its value and `expected`."""
-  given = ",".join(flag.value or [])
-  try:
-    values = tuple(float(v) for v in flag.value or [])
-  except ValueError:
-    values = ()
-  if len(values) != count or (finite and not all(map(math.isfinite, values))):
-    raise app.UsageError(f"--{flag.name}={given}: expected {expected}")
-  return values
+  return cli.parse_numbers(flag.value, count, flag.name, expected, finite)
 
 
 def _init_box():

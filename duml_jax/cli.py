@@ -10,6 +10,7 @@ for user errors too.
 """
 import difflib
 import functools
+import math
 import os
 import re
 import sys
@@ -149,6 +150,19 @@ def _guarded(main, argv):
 def run(main, argv=None):
   """``app.run(main)`` with the user-error handling of this module."""
   app.run(functools.partial(_guarded, main), argv=argv, flags_parser=parse_flags)
+
+
+def parse_numbers(values, count, flag, expected, finite=False):
+  """A list flag's strings `values` as `count` floats (finite ones if `finite`); otherwise an
+  `app.UsageError` naming ``--flag``, the value given and `expected`."""
+  given = ",".join(values or [])
+  try:
+    numbers = tuple(float(v) for v in values or [])
+  except ValueError:
+    numbers = ()
+  if len(numbers) != count or (finite and not all(map(math.isfinite, numbers))):
+    raise app.UsageError(f"--{flag}={given}: expected {expected}")
+  return numbers
 
 
 def check_output_dir(path, flag):

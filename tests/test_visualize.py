@@ -6,6 +6,7 @@ them, NanoTrack's real weights for DuML-nano, on a small synthetic OTB folder.
 import dataclasses
 import os
 
+from absl import app
 import cv2
 import jax
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from PIL import Image
 
 from configs import duml as duml_config
+from duml_jax import cli
 from duml_jax import errors
 from duml_jax.data import benchmarks
 from duml_jax.data.frames import read_frame
@@ -234,8 +236,13 @@ def test_init_shift_moves_the_init_box_only(tiny, seq, tmp_path):
   gt = np.asarray(seq.boxes[0], np.float64)
   np.testing.assert_allclose(res.boxes[0], gt + [3., -2., 0., 0.])
   assert res.ious[0] < 1. and len(res.pngs) == 2      # scored against the unmoved box
-  assert vis.parse_init_shift(["1", "-2.5"]) == (1., -2.5)
-  for bad in (["1"], ["1", "x"], ["nan", "0"]):
-    with pytest.raises(vis.VisualiseError, match="--init_shift"):
-      vis.parse_init_shift(bad)
   assert issubclass(vis.VisualiseError, errors.UserError)   # the CLI prints the message alone
+
+
+def test_number_list_flags_parse_or_name_the_flag():
+  # --init_shift here and evaluate.py's --init_box / --init_shift read lists through this.
+  assert cli.parse_numbers(["1", "-2.5"], 2, "init_shift", "dx,dy") == (1., -2.5)
+  assert cli.parse_numbers(["1", "nan"], 2, "init_shift", "dx,dy")[0] == 1.
+  for bad, finite in ((["1"], False), (["1", "x"], False), (["nan", "0"], True), ([], False)):
+    with pytest.raises(app.UsageError, match=r"--init_shift=.*: expected dx,dy"):
+      cli.parse_numbers(bad, 2, "init_shift", "dx,dy", finite=finite)

@@ -16,8 +16,8 @@ video, made harder in one controlled way, from sequences one already has.
 With ``lag`` k > 0 the pasted patch is instead the target as it was k frames
 earlier (frame t - k's ground-truth patch, or the latest frame before it with a
 box; frame 0's while t < k): a twin that follows the target's changes of
-appearance, as hard for a branch that remembers recent frames (the online one) as
-for the template.
+appearance, meant to fool a branch that remembers recent frames (the online one)
+as well as the template.
 
   python -m duml_jax.data.distract --input=DIR --output=DIR [--amplitude=2 --period=60 --lag=0]
 

@@ -35,7 +35,7 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Callable, NamedTuple, Optional, Sequence as Seq, Tuple
+from typing import Callable, NamedTuple, Optional, Sequence as Seq
 
 from absl import app
 from absl import flags
@@ -351,18 +351,6 @@ def render_panel(frame, gt, track, out=None, stride: int = 8, mu: float = 0.,
 # -- driving ------------------------------------------------------------------
 
 
-def parse_init_shift(values) -> Tuple[float, float]:
-  """--init_shift's list of strings as (dx, dy) finite floats, or a VisualiseError."""
-  try:
-    shift = tuple(float(v) for v in values or [])
-  except ValueError:
-    shift = ()
-  if len(shift) != 2 or not all(map(np.isfinite, shift)):
-    raise VisualiseError(f"--init_shift={','.join(values or [])}: expected two finite numbers "
-                         "dx,dy (pixels)")
-  return shift
-
-
 def frame_numbers(num_frames: int, frames: Optional[str] = None, every: int = 1):
   """1-based frame numbers to draw: ``frames`` 'first:last' (inclusive; either side may be
   empty) or 'n', every `every`-th from first."""
@@ -528,7 +516,8 @@ def main(argv):
     raise app.UsageError("--output_dir and --dataset_dir are required")
   if f.config is None and not f.checkpoint:
     raise app.UsageError("give --checkpoint (a train.py or meta_nano workdir) and/or --config")
-  init_shift = parse_init_shift(f.init_shift)
+  init_shift = cli.parse_numbers(f.init_shift, 2, "init_shift", "two finite numbers dx,dy "
+                                 "(pixels)", finite=True)
   config, variables = evaluate_lib.resolve(f.config, f.checkpoint, f.step)
   stepper = make_stepper(config, variables, f.benchmark)
   seqs = evaluate_lib.load_sequences(f.benchmark, f.dataset_dir, sequences=f.sequence or None)
