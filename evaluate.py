@@ -89,18 +89,15 @@ def _config_and_variables():
   return config, variables, source
 
 
-def _numbers(flag, count, expected, finite=False):
-  return cli.parse_numbers(flag.value, count, flag.name, expected, finite)
-
-
 def _init_box():
   """--init_box as four floats (a usage error naming the flag otherwise)."""
-  return list(_numbers(_INIT_BOX, 4, "four numbers x,y,w,h (0-based pixels of the target in "
-                       "the first frame)"))
+  return list(cli.parse_numbers(_INIT_BOX.value, 4, _INIT_BOX.name, "four numbers x,y,w,h "
+                                "(0-based pixels of the target in the first frame)"))
 
 
 def _init_shift():
-  return _numbers(_INIT_SHIFT, 2, "two finite numbers dx,dy (pixels)", finite=True)
+  return cli.parse_numbers(_INIT_SHIFT.value, 2, _INIT_SHIFT.name,
+                           "two finite numbers dx,dy (pixels)", finite=True)
 
 
 def main(argv):

@@ -18,15 +18,13 @@ def build_once(dst, marker, settings, build, refusal):
     settings: JSON-able dict; equal to the marker's content means "already built".
     build: callable(tmp folder) that writes the folder's content.
     refusal: the ValueError's message when `dst` exists and is something else.
-  Returns:
-    True if built now, False if reused.
   """
   if os.path.exists(dst):
     path = os.path.join(dst, marker)
     if os.path.isfile(path):
       with open(path) as f:
         if json.load(f) == settings:
-          return False
+          return
     raise ValueError(refusal)
   tmp = f"{dst}.tmp-{os.getpid()}"
   shutil.rmtree(tmp, ignore_errors=True)
@@ -35,4 +33,3 @@ def build_once(dst, marker, settings, build, refusal):
   with open(os.path.join(tmp, marker), "w") as f:
     json.dump(settings, f)
   os.replace(tmp, dst)
-  return True
