@@ -165,7 +165,9 @@ def test_duml_and_duml_nano_share_one_online_schedule():
   assert issubclass(tracker.TrackingParams, tracker.OnlineSchedule)
   assert {"mu", "update_every", "distractor_window", "online_norm"} <= shared
   own = {f.name for f in dataclasses.fields(dnt.NanoParams)} - shared
-  assert own == {"nano", "stride"}
+  # DuML-nano's own: NanoTrack's config and grid, and the re-detection rule on its window.
+  assert own == {"nano", "stride", "reacquire_window_scale", "reacquire_max_gap",
+                 "reacquire_min_offset", "reacquire_online_normal", "reacquire_min_online"}
 
 
 def test_duml_nano_schedule_values_are_the_paper_configs():
@@ -340,3 +342,26 @@ def test_duml_nano_tracks_real_frames(crossing, model):
   assert int(t.state.num_updates) == sum(i > 0 for i in iters)
   assert int(t.state.memory.count) == p.num_init_samples + sum(
       fl != dnt.tracker_lib.FLAG_NOT_FOUND for fl in flags)
+
+
+def test_reacquisition_rule_frees_the_box_from_the_cosine_window(crossing, model):
+  # The rule made to hold on every frame (any gap, any offset) with the window scaled to 0:
+  # the chosen cell is the arg-max of the penalised fused map alone.
+  nano, frames, gt = crossing
+  variables = dn.from_nanotrack(nano, dn.init_online_params(model, jax.random.PRNGKey(0)))
+  p = dnt.params(dnt.default_config(), reacquire_window_scale=0., reacquire_max_gap=16.,
+                 reacquire_min_offset=0., reacquire_online_normal=False)
+  # Frame 2 moved 40 px right, so its peak is off the window's centre.
+  state = dnt.init(model, variables, p, frames[0], gt[0])
+  moved = np.roll(frames[1], 40, axis=1)
+  _, out = dnt.track_with_maps(model, variables, p, state, moved)
+  v = out["view"]
+  assert bool(out["reacquired"])
+  free = np.asarray(v["penalty"]) * np.asarray(v["fused"]).reshape(-1)
+  assert int(v["best"]) == int(np.argmax(free))
+  cfg = p.nano
+  held = free * (1 - cfg.window_influence) + np.asarray(
+      ntt.hanning_window(cfg)).reshape(-1) * cfg.window_influence
+  assert int(np.argmax(held)) != int(v["best"])   # the window would have chosen another cell
+  _, off = dnt.track(model, variables, dnt.params(dnt.default_config()), state, moved)
+  assert not bool(off["reacquired"])          # off by default (window scale 1)

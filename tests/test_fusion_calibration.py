@@ -288,3 +288,39 @@ def test_duml_offline_temperature():
     return float(box[0])
   assert centre_x(0.11, 1.) == 16. and centre_x(0.11, 4.) == 0. and centre_x(0.13, 4.) == 16.
   assert "offline_temperature" in c.tracking and "offline_temperature" in dnt.default_config()
+
+
+def test_reacquisition_relaxes_the_window_where_both_branches_agree_off_centre():
+  # Both maps peak 4 cells below the crop centre (a target found again after a loss):
+  # the cosine window holds the box at the centre unless the rule relaxes it.
+  s_acc = np.full((S, S), 0.02, np.float32)
+  s_acc[S // 2, S // 2] = 0.6     # a weaker response where the box is
+  s_acc[12, 8] = 0.8
+  raw = np.full((S, S, 1), 0.05, np.float32)
+  raw[12, 9, 0] = 0.4             # one cell beside the offline peak: they agree
+  s_acc, raw = jnp.asarray(s_acc), jnp.asarray(raw)
+  on = dnt.params(dnt.default_config(), reacquire_window_scale=0.)
+  normal, lost = tracker.FLAG_NORMAL, tracker.FLAG_NOT_FOUND
+  assert bool(dnt.reacquired(on, s_acc, raw, normal))
+  assert not bool(dnt.reacquired(on, s_acc, raw, lost))            # online branch unsure
+  assert not bool(dnt.reacquired(on, s_acc, raw, tracker.FLAG_DISTRACTOR))
+  assert bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_online_normal=False),
+                             s_acc, raw, lost))
+  assert not bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_min_offset=5.),
+                                 s_acc, raw, normal))               # not far enough out
+  assert not bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_max_gap=0.),
+                                 s_acc, raw, normal))               # one cell apart
+  assert not bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_min_online=0.5),
+                                 s_acc, raw, normal))               # online peak 0.4
+  far = raw.at[3, 3, 0].set(0.9)                                    # online peak elsewhere
+  assert not bool(dnt.reacquired(on, s_acc, far, normal))
+  # select: NanoTrack's window keeps the centre cell; with the window scaled to 0 the
+  # box goes to the agreed cell (16 px per cell, 4 cells down).
+  cfg = ntt.freeze(ntt.default_config())
+  loc = jnp.full((S, S, 4), 16., jnp.float32)
+  state = ntt.NanoState(z_feat=jnp.zeros((1, 8, 8, 48)), center=jnp.asarray([300., 200.]),
+                        size=jnp.asarray([32., 32.]), mean=jnp.zeros(3))
+  held, _, boxes = ntt.select(cfg, s_acc, loc, state, jnp.float32(1.))
+  freed, _, _ = ntt.select(cfg, s_acc, loc, state, jnp.float32(1.), jnp.float32(0.))
+  assert np.asarray(boxes[held, :2]).tolist() == [0., 0.]
+  assert np.asarray(boxes[freed, :2]).tolist() == [0., 4. * cfg.total_stride]

@@ -85,6 +85,11 @@ def default_config():
   c.update_min_offline = 0.0        # memory sample only if NanoTrack's score there >= this
   c.mu_scale_offline_unsure = 1.0   # mu x this (at most 1) where the peak of NanoTrack's
   c.offline_unsure_threshold = 0.8  # tempered score is below this (NanoTrack losing it)
+  c.reacquire_window_scale = 1.0    # window influence x this where both branches' peaks
+  c.reacquire_max_gap = 1.0         # are within this many cells of each other and at
+  c.reacquire_min_offset = 2.0      # least this many from the crop centre (1.0: off),
+  c.reacquire_online_normal = True  # on frames the online flag calls normal only
+  c.reacquire_min_online = 0.0      # and the raw online peak is at least this
   c.memory_size = 50
   c.num_init_samples = 10
   c.init_iters = 10
@@ -109,6 +114,18 @@ class NanoParams(tracker_lib.OnlineSchedule):
   """
   nano: Any
   stride: int = dn.STRIDE
+  # Re-detection: where the online and offline peaks agree (within reacquire_max_gap
+  # cells, Chebyshev) on a cell at least reacquire_min_offset cells from the crop centre,
+  # the cosine window's influence is scaled by reacquire_window_scale (1.0: off), so a
+  # target both branches find away from the last position is taken, not held back; with
+  # reacquire_online_normal only where the online flag is normal (one clear online peak:
+  # not on not-found or distractor frames, when the two may agree on a look-alike) and
+  # where the raw online peak is at least reacquire_min_online.
+  reacquire_window_scale: float = 1.0
+  reacquire_max_gap: float = 1.0
+  reacquire_min_offset: float = 2.0
+  reacquire_online_normal: bool = True
+  reacquire_min_online: float = 0.0
 
 
 _TYPES = tracker_lib.field_types(NanoParams)
@@ -195,6 +212,20 @@ def accurate_scores(p: NanoParams, cls):
   return tracker_lib.offline_probability(cls[..., 1] - cls[..., 0], p.offline_temperature)
 
 
+def reacquired(p: NanoParams, s_accurate, raw, flag):
+  """Whether both branches point at the same off-centre cell: () bool from NanoTrack's
+  (S, S) score, the (S, S, 1) raw online map and this frame's online flag
+  (`tracker.localisation_flag`; see `NanoParams.reacquire_*`)."""
+  s = s_accurate.shape[0]
+  cell = lambda m: jnp.stack(jnp.unravel_index(jnp.argmax(m.reshape(-1)), (s, s)))
+  off, on = cell(s_accurate), cell(jnp.max(raw, axis=-1))
+  gap = jnp.max(jnp.abs(off - on))
+  offset = jnp.max(jnp.abs(off - s // 2))    # cell s // 2 is the crop centre (decode_points)
+  again = ((gap <= p.reacquire_max_gap) & (offset >= p.reacquire_min_offset)
+           & (jnp.max(raw) >= p.reacquire_min_online))
+  return again & (flag == tracker_lib.FLAG_NORMAL) if p.reacquire_online_normal else again
+
+
 def fused_scores(p: NanoParams, s_accurate, raw, mu):
   """Eq. 1 on NanoTrack's grid: (S, S) accurate, (S, S, 1) raw online -> (S, S).
 
@@ -234,11 +265,17 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
   # The online branch's own confidence (DiMP's flags) sets this frame's weight.
   s_accurate = ntt.foreground(cls[0])        # NanoTrack's own probability: veto, gate
   s_fuse = accurate_scores(p, cls[0])        # calibrated for Eq. 1 (mu 0 too: the ablation)
-  mu = tracker_lib.fusion_weight(mu, tracker_lib.localisation_flag(raw, target_wh, p), p,
+  online_flag = tracker_lib.localisation_flag(raw, target_wh, p)
+  mu = tracker_lib.fusion_weight(mu, online_flag, p,
                                  tracker_lib.offline_at_online_peak(s_accurate, raw),
                                  jnp.max(s_fuse))
   score = fused_scores(p, s_fuse, raw, mu)
-  best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z)
+  again = (reacquired(p, s_accurate, raw, online_flag) if p.reacquire_window_scale != 1.
+           else jnp.zeros((), bool))     # off: never reported as holding
+  window = jnp.where(again, cfg.window_influence * p.reacquire_window_scale,
+                     cfg.window_influence)
+  best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z,
+                                    None if p.reacquire_window_scale == 1. else window)
   flat = score.reshape(-1)
   if p.score_voting:
     box_crop = voting.score_voting(boxes, flat, jnp.ones_like(flat), best,
@@ -261,7 +298,8 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
   out = {"box": box, "score": flat[best], "flag": flag, "iters": iters,
          "mu": jnp.asarray(mu if p.mu else 0., jnp.float32),
          "online_peak": jnp.max(raw), "argmax_online": argmax(raw),
-         "argmax_offline": argmax(s_accurate), "argmax_fused": argmax(score)}
+         "argmax_offline": argmax(s_accurate), "argmax_fused": argmax(score),
+         "reacquired": again}
   if with_maps:   # static: `track_with_maps`
     s_acc = s_fuse
     w = (voting.vote_weights(boxes, flat, jnp.ones_like(flat), best, p.voting_sigma,

@@ -482,13 +482,15 @@ def foreground(cls):
   return jax.nn.softmax(cls, axis=-1)[..., 1]
 
 
-def select(cfg, score, loc, state, scale_z):
+def select(cfg, score, loc, state, scale_z, window_influence=None):
   """NanoTrack's penalised arg-max over a (S, S) score map.
 
   Args:
     score: (S, S) map to select on (foreground probability; DuML-nano's
       fused map).
     loc: (S, S, 4) distances. state: current `NanoState`. scale_z: scalar.
+    window_influence: the cosine window's weight, possibly traced (None:
+      ``cfg.window_influence``; DuML-nano relaxes it to re-acquire a target).
   Returns:
     best (flat index), penalty (S*S,), boxes (S*S, 4) (cx, cy, w, h) crop
     pixels relative to the crop centre (`decode_points`).
@@ -502,8 +504,8 @@ def select(cfg, score, loc, state, scale_z):
   s_c = _change(_size_cal(pw, ph) / ref)
   r_c = _change((tw / th) / (pw / ph))
   penalty = jnp.exp(-(r_c * s_c - 1.) * cfg.penalty_k)
-  pscore = (penalty * score * (1. - cfg.window_influence)
-            + hanning_window(cfg) * cfg.window_influence)
+  wi = cfg.window_influence if window_influence is None else window_influence
+  pscore = penalty * score * (1. - wi) + hanning_window(cfg) * wi
   best = jnp.argmax(pscore.reshape(-1))
   boxes = jnp.stack([pcx, pcy, pw, ph], axis=-1).reshape(-1, 4)
   return best, penalty.reshape(-1), boxes
