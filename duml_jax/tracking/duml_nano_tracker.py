@@ -270,12 +270,13 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
                                  tracker_lib.offline_at_online_peak(s_accurate, raw),
                                  jnp.max(s_fuse))
   score = fused_scores(p, s_fuse, raw, mu)
-  again = (reacquired(p, s_accurate, raw, online_flag) if p.reacquire_window_scale != 1.
-           else jnp.zeros((), bool))     # off: never reported as holding
-  window = jnp.where(again, cfg.window_influence * p.reacquire_window_scale,
-                     cfg.window_influence)
-  best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z,
-                                    None if p.reacquire_window_scale == 1. else window)
+  if p.reacquire_window_scale == 1.:      # off (static): NanoTrack's window, never reported
+    again, window = jnp.zeros((), bool), None
+  else:
+    again = reacquired(p, s_accurate, raw, online_flag)
+    window = jnp.where(again, cfg.window_influence * p.reacquire_window_scale,
+                       cfg.window_influence)
+  best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z, window)
   flat = score.reshape(-1)
   if p.score_voting:
     box_crop = voting.score_voting(boxes, flat, jnp.ones_like(flat), best,
