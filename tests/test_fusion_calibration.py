@@ -107,6 +107,15 @@ def test_fused_map_moves_with_mu_and_the_calibration():
   assert switch["minmax"] < switch["peak"] < switch["clip"]
 
 
+def _select_inputs():
+  """(loc, state) for `ntt.select`: every cell decodes to a 32x32 box at its own point, the
+  target 32x32 (no scale / ratio penalty)."""
+  loc = jnp.full((S, S, 4), 16., jnp.float32)
+  state = ntt.NanoState(z_feat=jnp.zeros((1, 8, 8, 48)), center=jnp.asarray([300., 200.]),
+                        size=jnp.asarray([32., 32.]), mean=jnp.zeros(3))
+  return loc, state
+
+
 def test_tracked_box_moves_with_mu():
   # NanoTrack's post-processing on the fused map: every cell decodes to a 32x32 box at
   # its own point, the target 32x32 at the centre (no scale / ratio penalty), no cosine
@@ -117,9 +126,7 @@ def test_tracked_box_moves_with_mu():
   nano_cfg = ntt.default_config()
   nano_cfg.window_influence = 0.
   cfg = ntt.freeze(nano_cfg)
-  loc = jnp.full((S, S, 4), 16., jnp.float32)
-  state = ntt.NanoState(z_feat=jnp.zeros((1, 8, 8, 48)), center=jnp.asarray([300., 200.]),
-                        size=jnp.asarray([32., 32.]), mean=jnp.zeros(3))
+  loc, state = _select_inputs()
   xs = []
   for how in ("minmax", "clip"):
     p = dnt.params(dnt.default_config(), online_norm=how)
@@ -317,9 +324,7 @@ def test_reacquisition_relaxes_the_window_where_both_branches_agree_off_centre()
   # select: NanoTrack's window keeps the centre cell; with the window scaled to 0 the
   # box goes to the agreed cell (16 px per cell, 4 cells down).
   cfg = ntt.freeze(ntt.default_config())
-  loc = jnp.full((S, S, 4), 16., jnp.float32)
-  state = ntt.NanoState(z_feat=jnp.zeros((1, 8, 8, 48)), center=jnp.asarray([300., 200.]),
-                        size=jnp.asarray([32., 32.]), mean=jnp.zeros(3))
+  loc, state = _select_inputs()
   held, _, boxes = ntt.select(cfg, s_acc, loc, state, jnp.float32(1.))
   freed, _, _ = ntt.select(cfg, s_acc, loc, state, jnp.float32(1.), jnp.float32(0.))
   assert np.asarray(boxes[held, :2]).tolist() == [0., 0.]
