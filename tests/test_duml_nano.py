@@ -167,7 +167,8 @@ def test_duml_and_duml_nano_share_one_online_schedule():
   own = {f.name for f in dataclasses.fields(dnt.NanoParams)} - shared
   # DuML-nano's own: NanoTrack's config and grid, and the re-detection rule on its window.
   assert own == {"nano", "stride", "reacquire_window_scale", "reacquire_max_gap",
-                 "reacquire_min_offset", "reacquire_online_normal", "reacquire_min_online"}
+                 "reacquire_min_offset", "reacquire_online_normal", "reacquire_min_online",
+                 "reacquire_offline_margin", "reacquire_online_margin"}
 
 
 def test_duml_nano_schedule_values_are_the_paper_configs():
@@ -345,12 +346,13 @@ def test_duml_nano_tracks_real_frames(crossing, model):
 
 
 def test_reacquisition_rule_frees_the_box_from_the_cosine_window(crossing, model):
-  # The rule made to hold on every frame (any gap, any offset) with the window scaled to 0:
+  # The rule made to hold on every frame (any gap, offset or margin), window scaled to 0:
   # the chosen cell is the arg-max of the penalised fused map alone.
   nano, frames, gt = crossing
   variables = dn.from_nanotrack(nano, dn.init_online_params(model, jax.random.PRNGKey(0)))
   p = dnt.params(dnt.default_config(), reacquire_window_scale=0., reacquire_max_gap=16.,
-                 reacquire_min_offset=0., reacquire_online_normal=False)
+                 reacquire_min_offset=0., reacquire_online_normal=False,
+                 reacquire_offline_margin=0., reacquire_online_margin=0.)
   # Frame 2 moved 40 px right, so its peak is off the window's centre.
   state = dnt.init(model, variables, p, frames[0], gt[0])
   moved = np.roll(frames[1], 40, axis=1)
@@ -363,5 +365,15 @@ def test_reacquisition_rule_frees_the_box_from_the_cosine_window(crossing, model
   held = free * (1 - cfg.window_influence) + np.asarray(
       ntt.hanning_window(cfg)).reshape(-1) * cfg.window_influence
   assert int(np.argmax(held)) != int(v["best"])   # the window would have chosen another cell
-  _, off = dnt.track(model, variables, dnt.params(dnt.default_config()), state, moved)
-  assert not bool(off["reacquired"])          # off by default (window scale 1)
+  # The margins compare both peaks with the window's pick: the rule holds just below
+  # this frame's margins and not just above them.
+  pick = int(np.argmax(held))
+  margin = lambda m: float(np.max(m) - np.asarray(m).reshape(-1)[pick])
+  m_off, m_on = margin(v["accurate"]), margin(v["online_raw"])
+  for d, holds in ((-0.01, True), (0.01, False)):
+    for key, m in (("reacquire_offline_margin", m_off), ("reacquire_online_margin", m_on)):
+      q = dataclasses.replace(p, **{key: m + d})
+      assert bool(dnt.track(model, variables, q, state, moved)[1]["reacquired"]) == holds, key
+  _, off = dnt.track(model, variables, dataclasses.replace(p, reacquire_window_scale=1.),
+                     state, moved)
+  assert not bool(off["reacquired"])          # window scale 1: off, never reported

@@ -306,21 +306,33 @@ def test_reacquisition_relaxes_the_window_where_both_branches_agree_off_centre()
   raw = np.full((S, S, 1), 0.05, np.float32)
   raw[12, 9, 0] = 0.4             # one cell beside the offline peak: they agree
   s_acc, raw = jnp.asarray(s_acc), jnp.asarray(raw)
-  on = dnt.params(dnt.default_config(), reacquire_window_scale=0.)
+  def with_(**kw):    # the rule on, no margins unless given
+    return dnt.params(dnt.default_config(), **{
+        "reacquire_window_scale": 0., "reacquire_offline_margin": 0.,
+        "reacquire_online_margin": 0., **kw})
+  on = with_()
   normal, lost = tracker.FLAG_NORMAL, tracker.FLAG_NOT_FOUND
-  assert bool(dnt.reacquired(on, s_acc, raw, normal))
-  assert not bool(dnt.reacquired(on, s_acc, raw, lost))            # online branch unsure
-  assert not bool(dnt.reacquired(on, s_acc, raw, tracker.FLAG_DISTRACTOR))
-  assert bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_online_normal=False),
-                             s_acc, raw, lost))
-  assert not bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_min_offset=5.),
-                                 s_acc, raw, normal))               # not far enough out
-  assert not bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_max_gap=0.),
-                                 s_acc, raw, normal))               # one cell apart
-  assert not bool(dnt.reacquired(dnt.params(dnt.default_config(), reacquire_min_online=0.5),
-                                 s_acc, raw, normal))               # online peak 0.4
+  held = S // 2 * S + S // 2      # the cell the window picks: the centre
+  again = lambda p, flag, online=raw: bool(dnt.reacquired(p, s_acc, online, flag, held))
+  assert again(on, normal)
+  assert not again(on, lost)                                        # online branch unsure
+  assert not again(on, tracker.FLAG_DISTRACTOR)
+  assert again(with_(reacquire_online_normal=False), lost)
+  assert not again(with_(reacquire_min_offset=5.), normal)          # not far enough out
+  assert not again(with_(reacquire_max_gap=0.), normal)             # one cell apart
+  assert not again(with_(reacquire_min_online=0.5), normal)         # online peak 0.4
   far = raw.at[3, 3, 0].set(0.9)                                    # online peak elsewhere
-  assert not bool(dnt.reacquired(on, s_acc, far, normal))
+  assert not again(on, normal, far)
+  # Margins over the held cell: offline 0.8 - 0.6 = 0.2, online 0.4 - 0.05 = 0.35.
+  assert again(with_(reacquire_offline_margin=0.15, reacquire_online_margin=0.3), normal)
+  assert not again(with_(reacquire_offline_margin=0.25), normal)
+  assert not again(with_(reacquire_online_margin=0.4), normal)
+  # A twin: the held cell scores as high as the agreed one on both maps.
+  twin_acc, twin_raw = s_acc.at[S // 2, S // 2].set(0.79), raw.at[S // 2, S // 2, 0].set(0.39)
+  assert bool(dnt.reacquired(on, twin_acc, twin_raw, normal, held))
+  default = dnt.params(dnt.default_config())    # margins 0.1 / 0.2
+  assert not bool(dnt.reacquired(default, twin_acc, twin_raw, normal, held))
+  assert bool(dnt.reacquired(default, s_acc, raw, normal, held))
   # select: NanoTrack's window keeps the centre cell; with the window scaled to 0 the
   # box goes to the agreed cell (16 px per cell, 4 cells down).
   cfg = ntt.freeze(ntt.default_config())

@@ -85,11 +85,13 @@ def default_config():
   c.update_min_offline = 0.0        # memory sample only if NanoTrack's score there >= this
   c.mu_scale_offline_unsure = 1.0   # mu x this (at most 1) where the peak of NanoTrack's
   c.offline_unsure_threshold = 0.8  # tempered score is below this (NanoTrack losing it)
-  c.reacquire_window_scale = 1.0    # window influence x this where both branches' peaks
-  c.reacquire_max_gap = 1.0         # are within this many cells of each other and at
-  c.reacquire_min_offset = 2.0      # least this many from the crop centre (1.0: off),
-  c.reacquire_online_normal = True  # on frames the online flag calls normal only
-  c.reacquire_min_online = 0.0      # and the raw online peak is at least this
+  c.reacquire_window_scale = 0.0    # window influence x this (1.0: off) where both
+  c.reacquire_max_gap = 1.0         # branches' peaks are within this many cells of each
+  c.reacquire_min_offset = 2.0      # other and at least this many from the crop centre,
+  c.reacquire_online_normal = True  # on frames the online flag calls normal only,
+  c.reacquire_min_online = 0.0      # where the raw online peak is at least this and both
+  c.reacquire_offline_margin = 0.1  # peaks beat their branch's score at the window's
+  c.reacquire_online_margin = 0.2   # pick by these margins (docs/duml_nano.md: measured)
   c.memory_size = 50
   c.num_init_samples = 10
   c.init_iters = 10
@@ -120,12 +122,18 @@ class NanoParams(tracker_lib.OnlineSchedule):
   # target both branches find away from the last position is taken, not held back; with
   # reacquire_online_normal only where the online flag is normal (one clear online peak:
   # not on not-found or distractor frames, when the two may agree on a look-alike) and
-  # where the raw online peak is at least reacquire_min_online.
+  # where the raw online peak is at least reacquire_min_online. The margins ask both
+  # branches to prefer the agreed cell to the one the window picks: NanoTrack's tempered
+  # score (the map Eq. 1 weighs) and the raw online score at the peak exceed their values
+  # at that pick by reacquire_offline_margin / reacquire_online_margin (a twin beside the
+  # target scores about as high as the target itself; a target found again does not).
   reacquire_window_scale: float = 1.0
   reacquire_max_gap: float = 1.0
   reacquire_min_offset: float = 2.0
   reacquire_online_normal: bool = True
   reacquire_min_online: float = 0.0
+  reacquire_offline_margin: float = 0.0
+  reacquire_online_margin: float = 0.0
 
 
 _TYPES = tracker_lib.field_types(NanoParams)
@@ -212,17 +220,23 @@ def accurate_scores(p: NanoParams, cls):
   return tracker_lib.offline_probability(cls[..., 1] - cls[..., 0], p.offline_temperature)
 
 
-def reacquired(p: NanoParams, s_accurate, raw, flag):
-  """Whether both branches point at the same off-centre cell: () bool from NanoTrack's
-  (S, S) score, the (S, S, 1) raw online map and this frame's online flag
-  (`tracker.localisation_flag`; see `NanoParams.reacquire_*`)."""
-  s = s_accurate.shape[0]
+def reacquired(p: NanoParams, s_offline, raw, flag, held):
+  """Whether both branches point at the same off-centre cell, and prefer it to the cell
+  the cosine window picks: () bool from NanoTrack's (S, S) score (tempered,
+  `accurate_scores`), the (S, S, 1) raw online map, this frame's online flag
+  (`tracker.localisation_flag`) and ``held``, the flat index `ntt.select` picks with
+  NanoTrack's window (see `NanoParams.reacquire_*`)."""
+  s = s_offline.shape[0]
+  online = jnp.max(raw, axis=-1)
   cell = lambda m: jnp.stack(jnp.unravel_index(jnp.argmax(m.reshape(-1)), (s, s)))
-  off, on = cell(s_accurate), cell(jnp.max(raw, axis=-1))
+  off, on = cell(s_offline), cell(online)
   gap = jnp.max(jnp.abs(off - on))
   offset = jnp.max(jnp.abs(off - s // 2))    # cell s // 2 is the crop centre (decode_points)
+  margin = lambda m: jnp.max(m) - m.reshape(-1)[held]
   again = ((gap <= p.reacquire_max_gap) & (offset >= p.reacquire_min_offset)
-           & (jnp.max(raw) >= p.reacquire_min_online))
+           & (jnp.max(raw) >= p.reacquire_min_online)
+           & (margin(s_offline) >= p.reacquire_offline_margin)
+           & (margin(online) >= p.reacquire_online_margin))
   return again & (flag == tracker_lib.FLAG_NORMAL) if p.reacquire_online_normal else again
 
 
@@ -270,13 +284,14 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
                                  tracker_lib.offline_at_online_peak(s_accurate, raw),
                                  jnp.max(s_fuse))
   score = fused_scores(p, s_fuse, raw, mu)
+  best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z)
   if p.reacquire_window_scale == 1.:      # off (static): NanoTrack's window, never reported
-    again, window = jnp.zeros((), bool), None
+    again = jnp.zeros((), bool)
   else:
-    again = reacquired(p, s_accurate, raw, online_flag)
-    window = jnp.where(again, cfg.window_influence * p.reacquire_window_scale,
-                       cfg.window_influence)
-  best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z, window)
+    again = reacquired(p, s_fuse, raw, online_flag, best)
+    freed, _, _ = ntt.select(cfg, score, loc[0], state.nano, scale_z,
+                             cfg.window_influence * p.reacquire_window_scale)
+    best = jnp.where(again, freed, best)
   flat = score.reshape(-1)
   if p.score_voting:
     box_crop = voting.score_voting(boxes, flat, jnp.ones_like(flat), best,
