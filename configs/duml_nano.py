@@ -7,8 +7,10 @@ list: an optional preset first, then ``key=value`` overrides:
   duml_nano (default)       NanoTrack offline branch + DuML's ONR online branch, fusion
                             with mu 0.5 (Eq. 1) of the min-max online map and NanoTrack's
                             score at temperature 3 (tracking.offline_temperature), score
-                            voting (Eq. 4-5), DuML's memory and update schedule
-                            (docs/duml_nano.md)
+                            voting (Eq. 4-5), DuML's memory and update schedule, and
+                            re-detection where both branches prefer the same off-centre
+                            cell to the cosine window's pick (tracking.reacquire_*;
+                            docs/duml_nano.md)
   onr                       DuML-nano with mu = 1: the online branch localises alone (the
                             box is NanoTrack's decoded box at the online peak)
   duml_nano,mu=0.2          fusion weight (0.2: the default before 2026-12-07, docs/duml_nano.md)

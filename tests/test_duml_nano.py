@@ -377,3 +377,5 @@ def test_reacquisition_rule_frees_the_box_from_the_cosine_window(crossing, model
   _, off = dnt.track(model, variables, dataclasses.replace(p, reacquire_window_scale=1.),
                      state, moved)
   assert not bool(off["reacquired"])          # window scale 1: off, never reported
+  _, offline = dnt.track(model, variables, dataclasses.replace(p, mu=0.), state, moved)
+  assert not bool(offline["reacquired"])      # mu 0: the offline branch alone, no rule

@@ -118,15 +118,16 @@ class NanoParams(tracker_lib.OnlineSchedule):
   stride: int = dn.STRIDE
   # Re-detection: where the online and offline peaks agree (within reacquire_max_gap
   # cells, Chebyshev) on a cell at least reacquire_min_offset cells from the crop centre,
-  # the cosine window's influence is scaled by reacquire_window_scale (1.0: off), so a
-  # target both branches find away from the last position is taken, not held back; with
-  # reacquire_online_normal only where the online flag is normal (one clear online peak:
-  # not on not-found or distractor frames, when the two may agree on a look-alike) and
-  # where the raw online peak is at least reacquire_min_online. The margins ask both
-  # branches to prefer the agreed cell to the one the window picks: NanoTrack's tempered
-  # score (the map Eq. 1 weighs) and the raw online score at the peak exceed their values
-  # at that pick by reacquire_offline_margin / reacquire_online_margin (a twin beside the
-  # target scores about as high as the target itself; a target found again does not).
+  # the cosine window's influence is scaled by reacquire_window_scale (1.0: off; off at
+  # mu 0 too, the offline branch alone), so a target both branches find away from the
+  # last position is taken, not held back; with reacquire_online_normal only where the
+  # online flag is normal (one clear online peak: not on not-found or distractor frames,
+  # when the two may agree on a look-alike) and where the raw online peak is at least
+  # reacquire_min_online. The margins ask both branches to prefer the agreed cell to the
+  # one the window picks: NanoTrack's tempered score (the map Eq. 1 weighs) and the raw
+  # online score at the peak exceed their values at that pick by reacquire_offline_margin
+  # / reacquire_online_margin (a twin beside the target scores about as high as the
+  # target itself; a target found again does not).
   reacquire_window_scale: float = 1.0
   reacquire_max_gap: float = 1.0
   reacquire_min_offset: float = 2.0
@@ -285,7 +286,8 @@ def _track(model, variables, p, state, frame, mu, with_maps=False):
                                  jnp.max(s_fuse))
   score = fused_scores(p, s_fuse, raw, mu)
   best, penalty, boxes = ntt.select(cfg, score, loc[0], state.nano, scale_z)
-  if p.reacquire_window_scale == 1.:      # off (static): NanoTrack's window, never reported
+  # Off (static, never reported) at window scale 1, and at mu 0: the offline branch alone.
+  if p.reacquire_window_scale == 1. or p.mu == 0.:
     again = jnp.zeros((), bool)
   else:
     again = reacquired(p, s_fuse, raw, online_flag, best)
