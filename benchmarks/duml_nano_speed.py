@@ -3,8 +3,8 @@
 Same frames, same process, same weights (NanoTrack v2). Prints one JSON
 object. Frames are decoded before timing; compile time (first init + first
 track) is reported apart; every step is waited for (numpy boxes). DuML-nano
-runs with its default config (mu 0.2, NanoTrack's score at temperature 3, score
-voting) and the paper's schedule (10 init samples and 10
+runs with its default config (mu 0.5, NanoTrack's score at temperature 3, score
+voting, re-detection) and the paper's schedule (10 init samples and 10
 init SD-GN steps, 2 steps every 20 frames), so its per-frame time averages
 the update frames in; its init (10 augmented crops through the backbone + 10
 steps) is timed on its own. Companion of `benchmarks/nanotrack_speed.py`
